@@ -1,0 +1,58 @@
+"""Post-norm transformer encoder layer and stack, as in Informer/iTransformer's `EncoderLayer`.
+
+x ← LN(x + Drop(Attn(x)));  x ← LN(x + Drop(W₂ Drop(act(W₁ x))))
+The feed-forward is the position-wise "Conv1d(kernel 1)" of the official code, i.e. a Linear.
+Shapes: B batch, T tokens, D width, F feed-forward width.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.nn.attention import MultiHeadAttention
+
+_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
+
+
+class TransformerEncoderLayer(nn.Module):
+    def __init__(
+        self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.1, activation: str = "gelu", impl: str = "auto"
+    ):
+        super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        self.attn = MultiHeadAttention(d_model, n_heads, dropout=dropout, impl=impl)
+        self.ff_in = nn.Linear(d_model, d_ff)
+        self.ff_out = nn.Linear(d_ff, d_model)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.drop = nn.Dropout(dropout)
+        self.act = _ACTIVATIONS[activation]
+
+    def forward(
+        self,
+        x: torch.Tensor,  # [B, T, D]
+        *,
+        attn_bias: torch.Tensor | None = None,
+        causal: bool = False,
+        key_padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        x = self.norm1(x + self.drop(self.attn(x, attn_bias=attn_bias, causal=causal, key_padding_mask=key_padding_mask)))
+        y = self.drop(self.ff_out(self.drop(self.act(self.ff_in(x)))))  # [B, T, D]
+        return self.norm2(x + y)
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of encoder layers followed by a final LayerNorm."""
+
+    def __init__(self, layers: list[TransformerEncoderLayer], d_model: int):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, x: torch.Tensor, **attn_kwargs) -> torch.Tensor:  # [B, T, D] -> [B, T, D]
+        for layer in self.layers:
+            x = layer(x, **attn_kwargs)
+        return self.norm(x)

@@ -1,0 +1,84 @@
+"""One decision point for every op: run the Triton kernel or the PyTorch reference.
+
+`impl` is `"auto" | "triton" | "reference"`. An explicit argument other than `"auto"` wins; otherwise
+the environment variable `SEER_KERNELS` decides, and failing that `"auto"`. The decision is made from
+the tensors' device, never from `import triton` alone: a Triton launch on CPU tensors raises unless
+`TRITON_INTERPRET=1` (the interpreter the tests use). `auto` falls back to the reference with one log
+line per op and reason; an explicit `triton` that cannot run raises `KernelUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+
+import torch
+
+log = logging.getLogger("seer.kernels")
+
+IMPLS = ("auto", "triton", "reference")
+
+# Ops that have a Triton kernel registered (each op's package adds itself when it has one).
+_TRITON_OPS: set[str] = set()
+_warned: set[tuple[str, str]] = set()
+_used: dict[str, str] = {}
+
+
+class KernelUnavailableError(RuntimeError):
+    """An explicit `impl="triton"` request that cannot be met on this device or for this op."""
+
+
+def register_triton(op: str) -> None:
+    _TRITON_OPS.add(op)
+
+
+def _triton_importable() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def triton_status(op: str, device: torch.device) -> tuple[bool, str]:
+    """Whether op's Triton kernel can run on `device`, and if not, why."""
+    if op not in _TRITON_OPS:
+        return False, f"no Triton kernel for {op!r} yet"
+    if not _triton_importable():
+        return False, "the triton package is not installed"
+    if device.type == "cuda":
+        return True, "cuda device"
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return True, "TRITON_INTERPRET=1 (interpreter)"
+    return False, f"Triton needs a CUDA device (got {device.type}); set TRITON_INTERPRET=1 to interpret on CPU"
+
+
+def requested_impl(impl: str | None = None) -> str:
+    """The impl asked for: an explicit argument, else `SEER_KERNELS`, else `auto`."""
+    choice = impl if impl not in (None, "auto") else os.environ.get("SEER_KERNELS", "auto")
+    choice = (choice or "auto").strip().lower()
+    if choice not in IMPLS:
+        raise ValueError(f"unknown kernel impl {choice!r}; use one of {', '.join(IMPLS)} (SEER_KERNELS or impl=)")
+    return choice
+
+
+def resolve_impl(op: str, device: torch.device, impl: str | None = None) -> str:
+    """`"triton"` or `"reference"` for this call; records the choice for run tags (`used_impls`)."""
+    choice = requested_impl(impl)
+    if choice == "reference":
+        chosen = "reference"
+    else:
+        ok, why = triton_status(op, device)
+        if ok:
+            chosen = "triton"
+        elif choice == "triton":
+            raise KernelUnavailableError(f"impl='triton' requested for {op!r} but it cannot run: {why}")
+        else:
+            if (op, why) not in _warned:
+                _warned.add((op, why))
+                log.info("kernel %s: using the PyTorch reference (%s)", op, why)
+            chosen = "reference"
+    _used[op] = chosen
+    return chosen
+
+
+def used_impls() -> dict[str, str]:
+    """Which impl each op ran with most recently in this process (logged as MLflow tags)."""
+    return dict(_used)

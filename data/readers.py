@@ -1,0 +1,76 @@
+"""Polars readers for wide (`date` + one column per variate) and long (`unique_id, ds, y`) frames.
+
+Both shapes end up as one wide frame with a datetime column named `date` and one float column per
+variate, sorted by time; tensors are only made at the loader edge (`data.windows`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+LONG_COLUMNS = ("unique_id", "ds", "y")
+
+
+class DataFormatError(ValueError):
+    """The file exists but is not a frame Seer can read; the message says what to fix."""
+
+
+def read_frame(path: str | Path) -> pl.DataFrame:
+    """Read CSV (optionally gzip-compressed) or Parquet into a polars frame."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"data file not found: {path}")
+    name = path.name.lower()
+    if name.endswith((".parquet", ".pq")):
+        return pl.read_parquet(path)
+    if name.endswith((".csv", ".csv.gz", ".txt", ".txt.gz")):
+        # read_csv decompresses gzip itself; scan_csv cannot, and these files are small.
+        return pl.read_csv(path, try_parse_dates=False, infer_schema_length=10_000)
+    raise DataFormatError(f"{path}: unsupported file type (use .csv, .csv.gz or .parquet)")
+
+
+def _parse_dates(col: pl.Series) -> pl.Series:
+    if col.dtype in (pl.Datetime, pl.Date):
+        return col.cast(pl.Datetime("us"))
+    parsed = col.cast(pl.Utf8).str.to_datetime(strict=False, time_unit="us")
+    if parsed.null_count() > col.null_count():
+        # Fall back to the slash style of e.g. exchange_rate (`1990/1/1 0:00`).
+        parsed = col.cast(pl.Utf8).str.to_datetime("%Y/%m/%d %H:%M", strict=False, time_unit="us")
+    if parsed.null_count():
+        bad = col.filter(parsed.is_null()).head(3).to_list()
+        raise DataFormatError(f"column {col.name!r}: cannot parse timestamps such as {bad}")
+    return parsed
+
+
+def to_wide(frame: pl.DataFrame, date_column: str = "date") -> pl.DataFrame:
+    """Normalise a wide or long frame to `date` + float variates, sorted by time.
+
+    A long frame (`unique_id, ds, y`) is pivoted so each `unique_id` becomes one variate column.
+    """
+    if all(c in frame.columns for c in LONG_COLUMNS):
+        frame = frame.with_columns(_parse_dates(frame["ds"]).alias("ds"))
+        dup = frame.select(pl.struct("unique_id", "ds").is_duplicated().any()).item()
+        if dup:
+            raise DataFormatError("long frame has duplicate (unique_id, ds) rows")
+        wide = frame.pivot(on="unique_id", index="ds", values="y").rename({"ds": "date"})
+        return wide.sort("date").with_columns(pl.exclude("date").cast(pl.Float64))
+    if date_column not in frame.columns:
+        raise DataFormatError(
+            f"expected a wide frame with a {date_column!r} column or a long frame with columns "
+            f"{', '.join(LONG_COLUMNS)}; got columns {frame.columns[:8]}"
+        )
+    frame = frame.with_columns(_parse_dates(frame[date_column]).alias(date_column))
+    if date_column != "date":
+        frame = frame.rename({date_column: "date"})
+    values = [c for c in frame.columns if c != "date"]
+    non_numeric = [c for c in values if not frame[c].dtype.is_numeric()]
+    if non_numeric:
+        raise DataFormatError(f"non-numeric variate columns: {non_numeric}")
+    return frame.sort("date").with_columns(pl.col(values).cast(pl.Float64))
+
+
+def read_series(path: str | Path, date_column: str = "date") -> pl.DataFrame:
+    """`read_frame` + `to_wide`: the one call loaders use."""
+    return to_wide(read_frame(path), date_column=date_column)

@@ -1,0 +1,149 @@
+"""Sliding windows over a scaled series, and the LightningDataModule that builds them.
+
+Shapes: T rows, N variates, F calendar features, L lookback, H horizon.
+A window starting at row s has input rows [s, s+L) and target rows [s+L, s+L+H); a split `[a, b)`
+yields `b - a - L - H + 1` windows, all of them (test windows are never dropped).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from data.calendar import infer_step_seconds, n_features, time_features
+from data.protocols import Split
+from data.scalers import StandardScaler
+from data.sources import load_series, split_for
+
+
+class WindowDataset(Dataset):
+    """Windows `(x [L,N], x_mark [L,F], y [H,N], y_mark [H,F])` over rows `[start, end)`."""
+
+    def __init__(self, values: np.ndarray, marks: np.ndarray, lookback: int, horizon: int, start: int, end: int):
+        if not 0 <= start <= end <= len(values):
+            raise ValueError(f"window range [{start}, {end}) outside the {len(values)} rows")
+        self.values = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))  # [T, N]
+        self.marks = torch.from_numpy(np.ascontiguousarray(marks, dtype=np.float32))  # [T, F]
+        self.lookback, self.horizon, self.start = lookback, horizon, start
+        self.n = max(0, end - start - lookback - horizon + 1)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        s = self.start + i
+        m = s + self.lookback
+        e = m + self.horizon
+        return self.values[s:m], self.marks[s:m], self.values[m:e], self.marks[m:e]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ForecastDataConfig:
+    dataset: str = "ETTh1"  # catalogue name or a CSV/Parquet path
+    lookback: int = 96
+    horizon: int = 96
+    batch_size: int = 32
+    calendar_freq: str = "h"  # "" disables calendar features
+    variates: tuple[str, ...] = ()  # empty: every non-date column
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lookback < 1 or self.horizon < 1:
+            raise ValueError("lookback and horizon must be >= 1")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if self.calendar_freq:
+            n_features(self.calendar_freq)  # validates the name
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ForecastDataModule(L.LightningDataModule):
+    """Reads the series, applies the protocol split, fits the scaler on train rows only."""
+
+    def __init__(self, config: ForecastDataConfig):
+        super().__init__()
+        self.config = config
+        self._ready = False
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._ready:
+            return
+        c = self.config
+        frame, spec = load_series(c.dataset)
+        variates = list(c.variates) or [col for col in frame.columns if col != "date"]
+        missing = [v for v in variates if v not in frame.columns]
+        if missing:
+            raise ValueError(f"variates {missing} not in {c.dataset} (has {frame.columns[1:]})")
+        raw = frame.select(variates).to_numpy().astype(np.float64)  # [T, N]
+        self.split: Split = split_for(spec, len(raw), c.lookback)
+        self.scaler = StandardScaler.fit(raw[slice(*self.split.train)])
+        self.values = self.scaler.transform(raw)  # [T, N] scaled with train statistics
+        dates = frame["date"]
+        self.marks = time_features(dates, c.calendar_freq) if c.calendar_freq else np.zeros((len(raw), 0), np.float32)
+        self.dates = dates
+        self.variates = variates
+        self.step_seconds = infer_step_seconds(dates)
+        self._ready = True
+
+    @property
+    def n_variates(self) -> int:
+        self.setup()
+        return len(self.variates)
+
+    @property
+    def n_marks(self) -> int:
+        return n_features(self.config.calendar_freq) if self.config.calendar_freq else 0
+
+    def dataset(self, part: str) -> WindowDataset:
+        self.setup()
+        start, end = getattr(self.split, part)
+        return WindowDataset(self.values, self.marks, self.config.lookback, self.config.horizon, start, end)
+
+    def _loader(self, part: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.dataset(part),
+            batch_size=self.config.batch_size,
+            shuffle=shuffle,
+            drop_last=False,  # every window counts, in every split
+            num_workers=self.config.num_workers,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def transform_state(self) -> dict[str, Any]:
+        """What serving needs to reproduce training's inputs: scaler, variates, calendar, step."""
+        self.setup()
+        return {
+            "scaler": self.scaler.to_dict(),
+            "variates": self.variates,
+            "calendar_freq": self.config.calendar_freq,
+            "step_seconds": self.step_seconds,
+            "lookback": self.config.lookback,
+            "horizon": self.config.horizon,
+            "dataset": self.config.dataset,
+        }
+
+    def example_input(self) -> dict[str, Any]:
+        """The last test window in original units, stored with the model for warm-up and docs."""
+        self.setup()
+        end = self.split.test[1]
+        s = end - self.config.horizon - self.config.lookback
+        raw = self.scaler.inverse(self.values[s : s + self.config.lookback])
+        ts = [d.isoformat() for d in self.dates[s : s + self.config.lookback].to_list()]
+        return {"history": raw.tolist(), "timestamps": ts}
