@@ -34,10 +34,16 @@ def read_frame(path: str | Path) -> pl.DataFrame:
 def _parse_dates(col: pl.Series) -> pl.Series:
     if col.dtype in (pl.Datetime, pl.Date):
         return col.cast(pl.Datetime("us"))
-    parsed = col.cast(pl.Utf8).str.to_datetime(strict=False, time_unit="us")
-    if parsed.null_count() > col.null_count():
-        # Fall back to the slash style of e.g. exchange_rate (`1990/1/1 0:00`).
-        parsed = col.cast(pl.Utf8).str.to_datetime("%Y/%m/%d %H:%M", strict=False, time_unit="us")
+    text = col.cast(pl.Utf8)
+    parsed = pl.Series(col.name, [None] * len(col), dtype=pl.Datetime("us"))
+    # ISO first (with or without seconds), then the slash style of e.g. exchange_rate (`1990/1/1 0:00`).
+    for fmt in (None, "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M", "%Y-%m-%d"):
+        try:
+            parsed = text.str.to_datetime(fmt, strict=False, time_unit="us")
+        except pl.exceptions.ComputeError:  # no format could be inferred
+            continue
+        if parsed.null_count() == col.null_count():
+            break
     if parsed.null_count():
         bad = col.filter(parsed.is_null()).head(3).to_list()
         raise DataFormatError(f"column {col.name!r}: cannot parse timestamps such as {bad}")

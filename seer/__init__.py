@@ -1,0 +1,1 @@
+"""The `seer` command: the composition root; imports the rooms lazily."""

@@ -1,0 +1,138 @@
+"""The error contract: every client mistake is a 4xx `{"detail": message, "field": ...}`, never a 500.
+
+`BodyLimitMiddleware` bounds the request body before anything parses it: a declared
+`Content-Length` over the limit is refused at once, and a chunked/undeclared body is counted while it
+is read.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class ServiceError(Exception):
+    """A request the service refuses, with the status, a message that says what to fix, and the field."""
+
+    def __init__(self, status_code: int, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+        self.field = field
+
+
+def error_response(status_code: int, detail: str, field: str | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse(status_code=status_code, content={"detail": detail, "field": field, **extra})
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str | None:
+    parts = [str(p) for p in loc if p != "body"]
+    return ".".join(parts) or None
+
+
+def _readable(err: dict[str, Any]) -> str:
+    """One pydantic error as a sentence that names the field."""
+    if err.get("type") == "json_invalid":
+        pos = err.get("loc", ("body", "?"))[-1]
+        return f"request body is not valid JSON ({err.get('ctx', {}).get('error', 'decode error')} at char {pos})"
+    field = _field(err.get("loc", ()))
+    msg = str(err.get("msg", "invalid value"))
+    if err.get("type") == "missing":
+        return f"{field} is required"
+    return f"{field}: {msg}" if field else f"request body: {msg}"
+
+
+async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    first = errors[0] if errors else {}
+    field = None if first.get("type") == "json_invalid" else _field(first.get("loc", ()))
+    detail = "; ".join(_readable(e) for e in errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
+    # The raw input is left out: echoing a 2 MiB body (or a NaN, which JSON cannot carry) helps nobody.
+    simple = [{"field": _field(e.get("loc", ())), "message": _readable(e)} for e in errors[:20]]
+    return error_response(422, detail or "invalid request", field, errors=simple)
+
+
+async def _service_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return error_response(exc.status_code, exc.detail, exc.field)
+
+
+async def _http_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+    return JSONResponse(status_code=exc.status_code, content={"detail": detail, "field": None}, headers=exc.headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(ServiceError, _service_error_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_error_handler)
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over `max_bytes` with 413, before the app reads or parses them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                await self._refuse(send, 400, "Content-Length is not an integer")
+                return
+            if size > self.max_bytes:
+                await self._refuse(send, 413, self._too_large(f"{size} bytes"))
+                return
+        # Read the body here (the app would buffer it anyway), counting, then replay it to the app.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # client went away: let the app see it
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(send, 413, self._too_large(f"more than {self.max_bytes} bytes"))
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([body], receive), send)
+
+    def _too_large(self, got: str) -> str:
+        return f"request body too large: {got}, the limit is {self.max_bytes} bytes (SEER_MAX_BODY_BYTES)"
+
+    @staticmethod
+    async def _refuse(send: Send, status: int, detail: str) -> None:
+        payload = json.dumps({"detail": detail, "field": None}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        # Close the connection: the unread rest of the body must not be taken for the next request.
+        headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed

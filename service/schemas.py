@@ -1,0 +1,84 @@
+"""Request and response bodies (DESIGN §7). Extra response fields are additions; the listed ones hold.
+
+Shapes: L lookback, H horizon, N variates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ModelRefOut(BaseModel):
+    """Which model version answered."""
+
+    name: str
+    version: str
+
+
+class ForecastRequest(BaseModel):
+    history: list[list[float]] = Field(
+        description="L rows of N values (one per variate, in the model's variate order), original units, oldest first"
+    )
+    timestamps: list[str] | None = Field(
+        default=None,
+        description="L ISO-8601 timestamps, one per history row; required when the model uses calendar features",
+    )
+    quantiles: list[float] | None = Field(
+        default=None, description="quantile levels in (0, 1); only probabilistic models accept them"
+    )
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [{"history": [[1.0, 2.0, 3.0]] * 4, "timestamps": ["2024-01-01T00:00:00"] * 4}]
+        }
+    }
+
+
+class ForecastResponse(BaseModel):
+    forecast: list[list[float]] = Field(description="H rows of N values, original units")
+    timestamps: list[str] | None = Field(
+        default=None, description="the H timestamps after the last given one (null when none were given)"
+    )
+    quantiles: dict[str, list[list[float]]] | None = Field(
+        default=None, description="level -> H×N forecast; null for point models"
+    )
+    model: ModelRefOut
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    alias: str | None = None
+    task: str
+    model: str = Field(description="the architecture (registry key), e.g. itransformer")
+    lookback: int
+    horizon: int
+    variates: list[str]
+    freq: str = Field(description="calendar-feature frequency (t, h, d), empty when the model uses none")
+    step_seconds: int
+    uses_timestamps: bool
+    quantiles: bool = Field(default=False, description="whether the model serves quantile forecasts")
+    source: str
+    metrics: dict[str, Any] | None = None
+    example_input: dict[str, Any] | None = Field(default=None, description="a valid forecast request body")
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="what went wrong and what to send instead")
+    field: str | None = Field(default=None, description="the request field at fault, dotted (history.3.1)")
+
+
+class Readiness(BaseModel):
+    ready: bool
+    models: dict[str, str] = Field(description="per model: ready, pending or failed: <why>")
+    detail: str | None = None
+
+
+class Health(BaseModel):
+    status: str = "ok"

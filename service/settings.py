@@ -1,0 +1,97 @@
+"""Service settings from the environment (`SEER_*`), validated once at startup.
+
+`SEER_MODELS` lists the models to serve, comma-separated. A ref is either
+  NAME@ALIAS   a registered model version in MLflow, found by alias (`models:/NAME@ALIAS` works too), or
+  NAME=PATH    a local bundle directory, or an MLflow model directory holding one (`artifacts/bundle/`).
+NAME is the name the model is served under (`/v1/models/NAME`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_REF_FORMS = "expected NAME@ALIAS (MLflow registry) or NAME=PATH (local bundle or MLflow model directory)"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One entry of `SEER_MODELS`: exactly one of `alias` (registry) or `path` (local) is set."""
+
+    name: str
+    alias: str | None = None
+    path: str | None = None
+
+    @property
+    def source(self) -> str:
+        return f"models:/{self.name}@{self.alias}" if self.alias is not None else str(self.path)
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.alias}" if self.alias is not None else f"{self.name}={self.path}"
+
+
+def parse_model_ref(text: str) -> ModelRef:
+    """`"name@alias"` or `"name=path"` -> ModelRef; a ValueError says what is wrong with the ref."""
+    raw = text.strip()
+    if "=" in raw:  # a path may contain '@', so '=' decides first
+        name, path = (part.strip() for part in raw.split("=", 1))
+        if not path:
+            raise ValueError(f"bad model ref {text!r}: empty PATH; {_REF_FORMS}")
+        ref = ModelRef(name=name, path=path)
+    elif "@" in raw:
+        name, alias = (part.strip() for part in raw.removeprefix("models:/").split("@", 1))
+        if not _NAME.match(alias):
+            raise ValueError(f"bad model ref {text!r}: alias {alias!r} is not a valid alias; {_REF_FORMS}")
+        ref = ModelRef(name=name, alias=alias)
+    else:
+        raise ValueError(f"bad model ref {text!r}: {_REF_FORMS}")
+    if not _NAME.match(ref.name):
+        raise ValueError(f"bad model ref {text!r}: NAME {ref.name!r} must match {_NAME.pattern}; {_REF_FORMS}")
+    return ref
+
+
+def parse_model_refs(text: str) -> list[ModelRef]:
+    """A comma-separated list of refs; names must be unique since they become URL paths."""
+    refs = [parse_model_ref(part) for part in text.split(",") if part.strip()]
+    names = [r.name for r in refs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"model names must be unique in SEER_MODELS; repeated: {', '.join(dupes)}")
+    return refs
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment; a bad value fails at startup, not per request."""
+
+    model_config = SettingsConfigDict(env_prefix="SEER_", extra="ignore", populate_by_name=True)
+
+    models: str = Field(default="", description="comma-separated model refs: NAME@ALIAS or NAME=PATH")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1, description="larger request bodies get 413")
+    device: str = "cpu"
+    tracking_uri: str = Field(
+        default="sqlite:///mlflow.db",
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "SEER_TRACKING_URI"),
+        description="MLflow tracking (and registry) URI for NAME@ALIAS refs",
+    )
+
+    @field_validator("models")
+    @classmethod
+    def _check_models(cls, value: str) -> str:
+        parse_model_refs(value)  # raises with the offending ref named
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if not re.match(r"^(cpu|cuda(:\d+)?|mps)$", value):
+            raise ValueError(f"device must be cpu, cuda, cuda:N or mps, got {value!r}")
+        return value
+
+    def model_refs(self) -> list[ModelRef]:
+        return parse_model_refs(self.models)

@@ -1,0 +1,145 @@
+"""The models a service process serves: resolved from refs, rebuilt from config + weights, warmed up.
+
+Registry refs (`NAME@ALIAS`) are resolved to a version through the MLflow client, the version's
+artifacts are downloaded to a temporary folder, and the bundle inside is loaded with
+`ForecastPredictor.load` (safetensors + JSON; nothing is unpickled). The temporary folder is removed
+once the weights are in memory. Local refs (`NAME=PATH`) load the bundle in place, version "local".
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from data.artifact import ForecastPredictor
+from service.settings import ModelRef
+
+log = logging.getLogger(__name__)
+
+PENDING, READY = "pending", "ready"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A warmed predictor and where it came from."""
+
+    name: str  # the name it is served under
+    version: str  # registry version, or "local"
+    alias: str | None
+    source: str  # models:/NAME@ALIAS (resolved to models:/NAME/VERSION) or the local path
+    predictor: ForecastPredictor
+
+
+def warm_up(predictor: ForecastPredictor) -> None:
+    """One prediction, on the bundle's example input when it has one, so the first request is not the slow one."""
+    example = predictor.example_input
+    history = example.get("history")
+    if history is None:  # a synthetic window at the scaler's mean
+        history = np.broadcast_to(predictor.scaler.mean, (predictor.lookback, len(predictor.variates)))
+    stamps: list[datetime] | None = None
+    if predictor.uses_timestamps:
+        raw = example.get("timestamps")
+        if raw:
+            stamps = [datetime.fromisoformat(t) for t in raw]
+        else:
+            step = timedelta(seconds=predictor.step_seconds)
+            stamps = [datetime(2020, 1, 1) + step * k for k in range(predictor.lookback)]
+    out = predictor.predict(np.asarray(history, dtype=np.float64)[None], None if stamps is None else [stamps])
+    if not np.isfinite(out).all():
+        raise ValueError("warm-up forecast on the example input is not finite")
+
+
+class ModelStore:
+    """Name -> LoadedModel, plus a status per expected model for `/readyz`.
+
+    Loading is blocking (call it from a worker thread); reads are plain dict lookups. A failed load
+    raises `RuntimeError` naming the ref, so a misconfigured service fails at startup, not per request.
+    """
+
+    def __init__(self, tracking_uri: str | None = None, device: str = "cpu") -> None:
+        self.tracking_uri = tracking_uri
+        self.device = device
+        self._models: dict[str, LoadedModel] = {}
+        self._status: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    # Reads (request path).
+    def get(self, name: str) -> LoadedModel | None:
+        return self._models.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._models)
+
+    def models(self) -> list[LoadedModel]:
+        return [self._models[n] for n in self.names()]
+
+    def status(self) -> dict[str, str]:
+        """Per model: "ready", "pending" (not loaded yet) or "failed: <why>"."""
+        with self._lock:
+            return dict(self._status)
+
+    @property
+    def ready(self) -> bool:
+        status = self.status()
+        return bool(status) and all(s == READY for s in status.values())
+
+    # Writes (startup).
+    def expect(self, refs: list[ModelRef]) -> None:
+        """Record the models this process should serve, so readiness is false until each one loads."""
+        with self._lock:
+            for ref in refs:
+                self._status.setdefault(ref.name, PENDING)
+
+    def add(self, model: LoadedModel) -> None:
+        with self._lock:
+            self._models[model.name] = model
+            self._status[model.name] = READY
+
+    def load(self, ref: ModelRef) -> LoadedModel:
+        """Load, warm up and add one model; `RuntimeError` naming the ref if anything fails."""
+        self.expect([ref])
+        try:
+            if ref.alias is not None:
+                model = self._load_registered(ref)
+            else:
+                predictor = ForecastPredictor.load(str(ref.path), device=self.device)
+                model = LoadedModel(ref.name, "local", None, str(ref.path), predictor)
+            warm_up(model.predictor)
+        except Exception as e:
+            with self._lock:
+                self._status[ref.name] = f"failed: {e}"
+            raise RuntimeError(f"cannot load model ref {str(ref)!r} ({ref.source}): {e}") from e
+        self.add(model)
+        log.info("loaded %s version %s from %s", model.name, model.version, model.source)
+        return model
+
+    def load_all(self, refs: list[ModelRef]) -> None:
+        """Load every ref in order; the first failure raises (the service should not start half-configured)."""
+        self.expect(refs)
+        for ref in refs:
+            self.load(ref)
+
+    def _load_registered(self, ref: ModelRef) -> LoadedModel:
+        import mlflow  # lazily: local-only deployments and tests do not pay for the import
+
+        # The registry is the tracking server unless MLFLOW_REGISTRY_URI says otherwise (MLflow's own rule).
+        registry_uri = os.environ.get("MLFLOW_REGISTRY_URI") or self.tracking_uri
+        client = mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=registry_uri)
+        mv: Any = client.get_model_version_by_alias(ref.name, str(ref.alias))
+        uri = f"models:/{ref.name}/{mv.version}"
+        # Resolve the version's artifact location with this client: `download_artifacts("models:/...")`
+        # ignores the URIs it is given and looks the name up in MLflow's process-global registry.
+        location = client.get_model_version_download_uri(ref.name, str(mv.version))
+        with tempfile.TemporaryDirectory(prefix="seer-model-") as tmp:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=location, dst_path=tmp, tracking_uri=self.tracking_uri, registry_uri=registry_uri
+            )
+            predictor = ForecastPredictor.load(local, device=self.device)  # weights are in memory after this
+        return LoadedModel(ref.name, str(mv.version), ref.alias, uri, predictor)

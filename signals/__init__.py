@@ -1,0 +1,3 @@
+"""Signal models (EEG artifact removal, network intrusion detection); registry filled as models land."""
+
+REGISTRY: dict = {}

@@ -1,0 +1,1 @@
+"""Training room: one Lightning system, recipes, MLflow tracking and registration, evaluation."""

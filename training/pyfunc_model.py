@@ -1,0 +1,49 @@
+"""MLflow pyfunc model, logged as code ("models from code"): nothing is pickled.
+
+MLflow runs this file at load time; it rebuilds the model from the bundle artifact
+(`config.json` + `weights.safetensors`) through `data.artifact.ForecastPredictor`, the same code the
+Seer service uses, so `mlflow models serve` and `seer serve` give the same numbers.
+
+Input: a DataFrame with one column per variate (L rows, original units) and, for models that use
+calendar features, a `date` column; or a dict `{"history": [[..N] × L], "timestamps": [ISO × L]}`.
+Output: a DataFrame of H rows, `date` (when known) + one column per variate.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+from data.artifact import ForecastPredictor
+
+
+class SeerForecastModel(PythonModel):
+    def load_context(self, context) -> None:
+        self.predictor = ForecastPredictor.load(context.artifacts["bundle"])
+
+    def predict(self, context, model_input: Any, params: dict | None = None) -> pd.DataFrame:
+        p = self.predictor
+        if isinstance(model_input, dict):
+            history = np.asarray(model_input["history"], dtype=np.float64)
+            stamps = model_input.get("timestamps")
+        else:
+            frame = pd.DataFrame(model_input)
+            missing = [v for v in p.variates if v not in frame.columns]
+            if missing:
+                raise ValueError(f"input lacks variate columns {missing}; expected {p.variates}")
+            history = frame[p.variates].to_numpy(dtype=np.float64)
+            stamps = frame["date"].astype(str).tolist() if "date" in frame.columns else None
+        timestamps = [[datetime.fromisoformat(str(s)) for s in stamps]] if stamps is not None else None
+        forecast = p.predict(history[None], timestamps)[0]  # [H, N]
+        out = pd.DataFrame(forecast, columns=p.variates)
+        if timestamps is not None:
+            out.insert(0, "date", [d.isoformat() for d in p.future_timestamps(timestamps[0][-1])])
+        return out
+
+
+mlflow.models.set_model(SeerForecastModel())

@@ -1,0 +1,97 @@
+"""MLflow tracking and registration: where runs go, what they record, how models are registered."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+
+PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
+CHAMPION = "champion"
+
+
+def tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI`, else the embedded default: SQLite in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def git_commit() -> str:
+    """The source commit: `SEER_GIT_COMMIT` (set in images, which carry no .git), else `git`."""
+    if os.environ.get("SEER_GIT_COMMIT"):
+        return os.environ["SEER_GIT_COMMIT"]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def pip_requirements() -> list[str]:
+    """Explicit requirements (inference by MLflow costs seconds and guesses)."""
+    import numpy
+    import pandas
+    import polars
+    import safetensors
+    import torch
+
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"numpy=={numpy.__version__}",
+        f"pandas=={pandas.__version__}",
+        f"polars=={polars.__version__}",
+        f"safetensors=={safetensors.__version__}",
+    ]
+
+
+def log_and_register(bundle_dir: Path, registered_name: str, example: Any = None) -> tuple[str, bool]:
+    """Log the bundle as a pyfunc model in the active run and register it.
+
+    Returns (version, became_champion): `@champion` is set only when the name has no champion yet.
+    """
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(PYFUNC_FILE),
+        artifacts={"bundle": str(bundle_dir)},
+        pip_requirements=pip_requirements(),
+        registered_model_name=registered_name,
+        input_example=example,
+    )
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    try:
+        client.get_model_version_by_alias(registered_name, CHAMPION)
+        return version, False
+    except mlflow.exceptions.MlflowException:
+        client.set_registered_model_alias(registered_name, CHAMPION, version)
+        return version, True
+
+
+def run_tags(recipe_name: str, model: str, dataset: str, kernels: dict[str, str], device: str) -> dict[str, str]:
+    return {
+        "seer.recipe": recipe_name,
+        "seer.model": model,
+        "seer.dataset": dataset,
+        "seer.kernels": ",".join(f"{k}={v}" for k, v in sorted(kernels.items())) or "none",
+        "seer.device": device,
+        "seer.host": platform.node(),
+        "mlflow.source.git.commit": git_commit(),
+    }
