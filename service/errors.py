@@ -36,6 +36,10 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str | None:
     return ".".join(parts) or None
 
 
+def _error_field(err: dict[str, Any]) -> str | None:
+    return None if err.get("type") == "json_invalid" else _field(err.get("loc", ()))
+
+
 def _readable(err: dict[str, Any]) -> str:
     """One pydantic error as a sentence that names the field."""
     if err.get("type") == "json_invalid":
@@ -52,11 +56,10 @@ async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     first = errors[0] if errors else {}
-    field = None if first.get("type") == "json_invalid" else _field(first.get("loc", ()))
-    detail = "; ".join(_readable(e) for e in errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
+    detail = "; ".join(_readable(e) for e in errors[:3]) + (f"; and {len(errors) - 3} more" if len(errors) > 3 else "")
     # The raw input is left out: echoing a 2 MiB body (or a NaN, which JSON cannot carry) helps nobody.
-    simple = [{"field": _field(e.get("loc", ())), "message": _readable(e)} for e in errors[:20]]
-    return error_response(422, detail or "invalid request", field, errors=simple)
+    simple = [{"field": _error_field(e), "message": _readable(e)} for e in errors[:20]]
+    return error_response(422, detail or "invalid request", _error_field(first), errors=simple)
 
 
 async def _service_error_handler(request: Request, exc: Exception) -> JSONResponse:

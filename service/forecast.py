@@ -25,13 +25,15 @@ def check_history(p: ForecastPredictor, history: list[list[float]]) -> np.ndarra
     expected = f"{L} × {N} (lookback {L} rows × variates {', '.join(p.variates)})"
     widths = sorted({len(row) for row in history})
     if len(history) != L or widths != [N]:
-        got = f"{len(history)} × {widths[0]}" if len(widths) == 1 else f"{len(history)} rows of {widths} values"
         if not history:
             got = "an empty list"
-        bad_row = next((i for i, row in enumerate(history) if len(row) != N), None)
-        where = f"; row {bad_row} has {len(history[bad_row])} values" if bad_row is not None else ""
-        return_field = "history" if bad_row is None else f"history.{bad_row}"
-        raise _invalid(f"history must be {expected}; got {got}{where}", return_field)
+        elif len(widths) == 1:
+            got = f"{len(history)} × {widths[0]}"
+        else:  # ragged: point at the first row that is off
+            bad_row = next(i for i, row in enumerate(history) if len(row) != N)
+            got = f"{len(history)} rows of {widths} values; row {bad_row} has {len(history[bad_row])} values"
+            raise _invalid(f"history must be {expected}; got {got}", f"history.{bad_row}")
+        raise _invalid(f"history must be {expected}; got {got}", "history")
     x = np.asarray(history, dtype=np.float64)  # [L, N]
     bad = np.argwhere(~np.isfinite(x))
     if len(bad):
@@ -46,7 +48,9 @@ def check_history(p: ForecastPredictor, history: list[list[float]]) -> np.ndarra
 
 def _parse_timestamp(text: str, i: int) -> datetime:
     try:
-        return datetime.fromisoformat(text.strip())
+        text = text.strip()
+        # Python < 3.11 does not read a trailing "Z" (UTC), which most clients send.
+        return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
     except ValueError:
         raise _invalid(
             f"timestamps[{i}] = {text!r} is not an ISO-8601 timestamp (e.g. 2024-01-31T13:00:00)", f"timestamps.{i}"
@@ -97,7 +101,8 @@ def run_forecast(model: LoadedModel, history: np.ndarray, stamps: list[datetime]
     """Blocking: scale → model → unscale on one window (call from a worker thread)."""
     p = model.predictor
     try:
-        y = p.predict(history[None], None if stamps is None else [stamps])[0]  # [H, N]
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, not logged
+            y = p.predict(history[None], None if stamps is None else [stamps])[0]  # [H, N]
     except ValueError as e:  # the predictor's own checks; the ones above should have caught these
         raise _invalid(str(e), "history") from e
     if not np.isfinite(y).all():

@@ -101,7 +101,11 @@ def assert_4xx(r, status: int, *needles: str, field: str | None = None) -> str:
 def test_liveness_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").status_code == 200
     r = client.get("/readyz")
-    assert r.status_code == 200 and r.json() == {"ready": True, "models": {"m": "ready", "plain": "ready"}, "detail": None}
+    assert r.status_code == 200 and r.json() == {
+        "ready": True,
+        "models": {"m": "ready", "plain": "ready"},
+        "detail": None,
+    }
 
 
 def test_not_ready_before_startup(bundles: dict[str, Path]) -> None:
@@ -132,6 +136,12 @@ def test_forecast_happy_path(client: TestClient) -> None:
     assert body["timestamps"] == _stamps(H, START + timedelta(hours=L))
     assert body["model"] == {"name": "m", "version": "local"}
     assert body["quantiles"] is None
+
+
+def test_utc_timestamps_keep_their_offset(client: TestClient) -> None:
+    stamps = [t + "Z" for t in _stamps()]
+    body = post(client, {"history": _history(), "timestamps": stamps}).json()
+    assert body["timestamps"][0] == (START + timedelta(hours=L)).isoformat() + "+00:00"
 
 
 def test_example_input_is_a_valid_request(client: TestClient) -> None:
@@ -166,6 +176,8 @@ def test_wrong_history_width(client: TestClient) -> None:
     history[5] = history[5][:2]
     detail = assert_4xx(post(client, {"history": history, "timestamps": _stamps()}), 422, "16 × 3", "row 5")
     assert "2 values" in detail
+    narrow = [row[:2] for row in _history()]
+    assert_4xx(post(client, {"history": narrow, "timestamps": _stamps()}), 422, "16 × 3", "got 16 × 2", field="history")
 
 
 @pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity", "1e999"])
@@ -204,7 +216,7 @@ def test_unknown_model(client: TestClient) -> None:
 
 
 def test_malformed_json_and_wrong_types(client: TestClient) -> None:
-    assert_4xx(post(client, '{"history": [[1, 2'), 422, "not valid JSON")
+    assert_4xx(post(client, '{"history": [[1, 2'), 422, "not valid JSON", field=None)
     assert_4xx(post(client, {"timestamps": _stamps()}), 422, "history is required", field="history")
     assert_4xx(post(client, {"history": [["x", 1, 2]] * L}), 422, "history.0.0", field="history.0.0")
 
