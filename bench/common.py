@@ -23,7 +23,9 @@ def machine() -> str:
 
 def commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=RESULTS.parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=RESULTS.parent
+        )
         return out.stdout.strip() or "unknown"
     except OSError:
         return "unknown"
@@ -32,8 +34,12 @@ def commit() -> str:
 def write(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    body = {"commit": commit(), "machine": machine(), "command": " ".join([Path(sys.executable).name, *sys.argv]),
-            **payload}
+    body = {
+        "commit": commit(),
+        "machine": machine(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        **payload,
+    }
     path.write_text(json.dumps(body, indent=2) + "\n")
     return path
 

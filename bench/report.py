@@ -1,6 +1,6 @@
 """Fill the README's results tables from bench/results/*.json (the README quotes nothing else).
 
-    python bench/report.py          # rewrites the block between the `results:accuracy` markers
+python bench/report.py          # rewrites the block between the `results:accuracy` markers
 """
 
 from __future__ import annotations

@@ -144,9 +144,7 @@ class ForecastPredictor:
         """history [B, L, N] in original units (+ B lists of L timestamps) -> forecast [B, H, N]."""
         history = np.asarray(history, dtype=np.float64)
         if history.ndim != 3 or history.shape[1:] != (self.lookback, len(self.variates)):
-            raise ValueError(
-                f"history must be [B, {self.lookback}, {len(self.variates)}], got {list(history.shape)}"
-            )
+            raise ValueError(f"history must be [B, {self.lookback}, {len(self.variates)}], got {list(history.shape)}")
         if not np.isfinite(history).all():
             raise ValueError("history contains NaN or infinite values")
         x = torch.from_numpy(self.scaler.transform(history.reshape(-1, history.shape[-1])).reshape(history.shape))

@@ -19,7 +19,7 @@ TASKS = ("forecast", "denoise", "classify", "rollout")
 class ModelSpec:
     name: str
     task: str
-    config_cls: type
+    config_cls: type[Any]
     model_cls: type[nn.Module]
     paper: str
 

@@ -27,6 +27,7 @@ def _recipe(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from training.run import train
 
+    quiet()
     recipe = _recipe(args)
     result = train(recipe)
     print(f"\nrun {result.run_id} in {result.tracking_uri}")
@@ -40,6 +41,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.run import evaluate
 
+    quiet()
     recipe = _recipe(args)
     uri = args.model or f"models:/{recipe.registered_name}@champion"
     metrics = evaluate(recipe, uri)
@@ -95,7 +97,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     name = recipe.registered_name
     port = args.port or _free_port()
     print(f"\nstarting: seer serve --models {name}@champion --port {port}")
-    proc = subprocess.Popen([sys.executable, "-m", "seer", "serve", "--models", f"{name}@champion", "--port", str(port)])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seer", "serve", "--models", f"{name}@champion", "--port", str(port)]
+    )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             _wait_ready(client, proc)
@@ -106,8 +110,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             resp.raise_for_status()
             out = resp.json()
         variates = info["variates"]
-        print(f"\nPOST /v1/models/{name}/forecast  ({len(body['history'])}×{len(variates)} history → "
-              f"{len(out['forecast'])}×{len(variates)} forecast, model version {out['model']['version']})")
+        print(
+            f"\nPOST /v1/models/{name}/forecast  ({len(body['history'])}×{len(variates)} history → "
+            f"{len(out['forecast'])}×{len(variates)} forecast, model version {out['model']['version']})"
+        )
         print("timestamp            " + " ".join(f"{v:>8s}" for v in variates))
         rows = list(zip(out["timestamps"], out["forecast"], strict=True))
         for ts, row in rows[:6] + [("...", [])] + rows[-2:]:
@@ -124,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def recipe_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("recipe", help="recipe name (see `seer recipes`)")
-        sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="dotted override, e.g. trainer.max_epochs=3")
+        sp.add_argument(
+            "--set", action="append", metavar="KEY=VALUE", help="dotted override, e.g. trainer.max_epochs=3"
+        )
 
     t = sub.add_parser("train", help="train, test, log and register a recipe")
     recipe_args(t)
@@ -154,10 +162,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def quiet() -> None:
+    """Keep the terminal for what matters: progress bars, results, and where they went.
+
+    Called after the rooms are imported, because Lightning sets its own log level on import.
+    """
+    import warnings
+
+    for noisy in ("alembic", "mlflow", "lightning", "lightning.pytorch", "lightning.fabric", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("alembic", "mlflow", "lightning", "lightning.pytorch", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     if args.command == "serve" and not args.models:
         print("seer serve: --models (or SEER_MODELS) is required, e.g. --models itransformer-etth1@champion")

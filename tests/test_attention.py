@@ -34,7 +34,9 @@ def test_causal_and_key_padding():
     torch.manual_seed(1)
     q, k, v = torch.randn(2, 2, 6, 8), torch.randn(2, 2, 6, 8), torch.randn(2, 2, 6, 8)
     causal = torch.ones(6, 6).tril().bool()
-    torch.testing.assert_close(attention_reference(q, k, v, causal=True), naive(q, k, v, mask=causal), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        attention_reference(q, k, v, causal=True), naive(q, k, v, mask=causal), rtol=1e-4, atol=1e-5
+    )
     pad = torch.tensor([[False] * 4 + [True] * 2, [False] * 6])
     keep = ~pad[:, None, None, :]
     torch.testing.assert_close(

@@ -53,8 +53,13 @@ def test_forecast_shapes_and_bad_input(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_save_load_round_trip(name, tmp_path):
     model = build(name).eval()
-    meta = {"name": "t", "model": name, "task": get_spec(name).task, "model_config": model.config.to_dict(),
-            "transform": {}}
+    meta = {
+        "name": "t",
+        "model": name,
+        "task": get_spec(name).task,
+        "model_config": model.config.to_dict(),
+        "transform": {},
+    }
     save_bundle(tmp_path, model, meta)
     again, meta2 = load_bundle(tmp_path)
     x, xm = inputs(model.config)

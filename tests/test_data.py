@@ -90,8 +90,11 @@ def test_calendar_features_hand_checked():
 
 def test_reader_wide_and_long(tmp_path):
     long = pl.DataFrame(
-        {"unique_id": ["a", "b", "a", "b"], "ds": ["2020-01-01 01:00", "2020-01-01 00:00", "2020-01-01 00:00",
-                                                   "2020-01-01 01:00"], "y": [2.0, 3.0, 1.0, 4.0]}
+        {
+            "unique_id": ["a", "b", "a", "b"],
+            "ds": ["2020-01-01 01:00", "2020-01-01 00:00", "2020-01-01 00:00", "2020-01-01 01:00"],
+            "y": [2.0, 3.0, 1.0, 4.0],
+        }
     )
     wide = to_wide(long)
     assert wide.columns == ["date", "a", "b"]

@@ -25,7 +25,11 @@ def server(tmp_path_factory):
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"}
     train = subprocess.run(
         [sys.executable, "-m", "seer", "train", "itransformer-etth1", "--smoke"],
-        cwd=tmp, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert train.returncode == 0, train.stderr[-3000:]
     assert "registered models:/itransformer-etth1/1 (now @champion)" in train.stdout
@@ -33,7 +37,11 @@ def server(tmp_path_factory):
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "seer", "serve", "--models", "itransformer-etth1@champion", "--port", str(port)],
-        cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=tmp,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
     try:
@@ -63,7 +71,9 @@ def test_ready_and_metadata(server):
 
 def test_forecast_is_h_by_n(server):
     ex = server.get("/v1/models/itransformer-etth1").json()["example_input"]
-    r = server.post("/v1/models/itransformer-etth1/forecast", json={"history": ex["history"], "timestamps": ex["timestamps"]})
+    r = server.post(
+        "/v1/models/itransformer-etth1/forecast", json={"history": ex["history"], "timestamps": ex["timestamps"]}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert len(body["forecast"]) == 96 and all(len(row) == 7 for row in body["forecast"])
@@ -73,7 +83,9 @@ def test_forecast_is_h_by_n(server):
 
 def test_three_row_history_is_a_4xx_that_says_why(server):
     ex = server.get("/v1/models/itransformer-etth1").json()["example_input"]
-    r = server.post("/v1/models/itransformer-etth1/forecast",
-                    json={"history": ex["history"][:3], "timestamps": ex["timestamps"][:3]})
+    r = server.post(
+        "/v1/models/itransformer-etth1/forecast",
+        json={"history": ex["history"][:3], "timestamps": ex["timestamps"][:3]},
+    )
     assert 400 <= r.status_code < 500
     assert "96" in r.json()["detail"]

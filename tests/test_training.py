@@ -22,7 +22,9 @@ def test_recipes_carry_the_official_defaults():
 
 
 def test_dotted_overrides():
-    r = apply_overrides(get_recipe("itransformer-ettm1"), ["trainer.max_epochs=3", "data.horizon=192", "model.dropout=0"])
+    r = apply_overrides(
+        get_recipe("itransformer-ettm1"), ["trainer.max_epochs=3", "data.horizon=192", "model.dropout=0"]
+    )
     assert (r.trainer.max_epochs, r.data.horizon, r.model_config.dropout) == (3, 192, 0)
     for bad in ["trainer.nope=1", "what.x=1", "noequals"]:
         with pytest.raises(ValueError):

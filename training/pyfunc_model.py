@@ -12,7 +12,6 @@ Output: a DataFrame of H rows, `date` (when known) + one column per variate.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import mlflow
 import numpy as np
@@ -26,7 +25,8 @@ class SeerForecastModel(PythonModel):
     def load_context(self, context) -> None:
         self.predictor = ForecastPredictor.load(context.artifacts["bundle"])
 
-    def predict(self, context, model_input: Any, params: dict | None = None) -> pd.DataFrame:
+    # No type hints on predict: MLflow would try to derive a schema from them (and warn).
+    def predict(self, context, model_input, params=None):
         p = self.predictor
         if isinstance(model_input, dict):
             history = np.asarray(model_input["history"], dtype=np.float64)

@@ -46,7 +46,9 @@ class MultiHeadAttention(nn.Module):
         context = x if context is None else context
         q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(context)), self._heads(self.v_proj(context))
         out = attention(
-            q, k, v,
+            q,
+            k,
+            v,
             bias=attn_bias,
             causal=causal,
             key_padding_mask=key_padding_mask,

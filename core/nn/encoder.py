@@ -7,13 +7,15 @@ Shapes: B batch, T tokens, D width, F feed-forward width.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from core.nn.attention import MultiHeadAttention
 
-_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
+_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"gelu": F.gelu, "relu": F.relu}
 
 
 class TransformerEncoderLayer(nn.Module):
@@ -39,7 +41,9 @@ class TransformerEncoderLayer(nn.Module):
         causal: bool = False,
         key_padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = self.norm1(x + self.drop(self.attn(x, attn_bias=attn_bias, causal=causal, key_padding_mask=key_padding_mask)))
+        x = self.norm1(
+            x + self.drop(self.attn(x, attn_bias=attn_bias, causal=causal, key_padding_mask=key_padding_mask))
+        )
         y = self.drop(self.ff_out(self.drop(self.act(self.ff_in(x)))))  # [B, T, D]
         return self.norm2(x + y)
 

@@ -4,6 +4,7 @@ the ETT recipes override `d_model`/`d_ff` as the official scripts do."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from forecasters.config_base import ConfigMixin
 
@@ -41,6 +42,8 @@ class ITransformerConfig(ConfigMixin):
     @classmethod
     def tiny(cls, **overrides) -> ITransformerConfig:
         """A few-thousand-parameter model for tests and `--smoke` runs."""
-        base = dict(lookback=16, horizon=8, n_variates=3, n_marks=2, d_model=16, n_heads=2, e_layers=1, d_ff=32)
+        base: dict[str, Any] = dict(
+            lookback=16, horizon=8, n_variates=3, n_marks=2, d_model=16, n_heads=2, e_layers=1, d_ff=32
+        )
         base.update(overrides)
         return cls(**base)

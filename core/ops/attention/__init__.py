@@ -29,8 +29,9 @@ def attention(
     if chosen == "triton":  # pragma: no cover - only reachable once a kernel is registered
         from core.ops.attention.triton import attention_triton
 
-        return attention_triton(q, k, v, bias=bias, causal=causal, key_padding_mask=key_padding_mask,
-                                dropout_p=dropout_p, scale=scale)
+        return attention_triton(
+            q, k, v, bias=bias, causal=causal, key_padding_mask=key_padding_mask, dropout_p=dropout_p, scale=scale
+        )
     return attention_reference(
         q, k, v, bias=bias, causal=causal, key_padding_mask=key_padding_mask, dropout_p=dropout_p, scale=scale
     )

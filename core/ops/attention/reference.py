@@ -46,7 +46,9 @@ def attention_reference(
         masked = j > i + (lk - lq)  # [Lq, Lk]
     if key_padding_mask is not None:
         if key_padding_mask.shape != (q.shape[0], lk):
-            raise ValueError(f"key_padding_mask must be [B, Lk] = {(q.shape[0], lk)}, got {tuple(key_padding_mask.shape)}")
+            raise ValueError(
+                f"key_padding_mask must be [B, Lk] = {(q.shape[0], lk)}, got {tuple(key_padding_mask.shape)}"
+            )
         pad = key_padding_mask.bool()[:, None, None, :]  # [B, 1, 1, Lk]
         masked = pad if masked is None else (masked | pad)
 
