@@ -5,6 +5,10 @@ the environment variable `SEER_KERNELS` decides, and failing that `"auto"`. The 
 the tensors' device, never from `import triton` alone: a Triton launch on CPU tensors raises unless
 `TRITON_INTERPRET=1` (the interpreter the tests use). `auto` falls back to the reference with one log
 line per op and reason; an explicit `triton` that cannot run raises `KernelUnavailableError`.
+
+`auto` picks Triton only on a CUDA device: the interpreter is a correctness tool, thousands of times
+slower than the reference, so it runs only when `triton` is asked for explicitly (as the kernel tests
+do) and never by accident because `TRITON_INTERPRET=1` is set.
 """
 
 from __future__ import annotations
@@ -37,8 +41,8 @@ def _triton_importable() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def triton_status(op: str, device: torch.device) -> tuple[bool, str]:
-    """Whether op's Triton kernel can run on `device`, and if not, why."""
+def triton_status(op: str, device: torch.device, explicit: bool = True) -> tuple[bool, str]:
+    """Whether op's Triton kernel can run on `device` (for an explicit request or for `auto`), and why not."""
     if op not in _TRITON_OPS:
         return False, f"no Triton kernel for {op!r} yet"
     if not _triton_importable():
@@ -46,7 +50,9 @@ def triton_status(op: str, device: torch.device) -> tuple[bool, str]:
     if device.type == "cuda":
         return True, "cuda device"
     if os.environ.get("TRITON_INTERPRET") == "1":
-        return True, "TRITON_INTERPRET=1 (interpreter)"
+        if explicit:
+            return True, "TRITON_INTERPRET=1 (interpreter)"
+        return False, "TRITON_INTERPRET=1 runs kernels in the interpreter only on an explicit impl='triton'"
     return False, f"Triton needs a CUDA device (got {device.type}); set TRITON_INTERPRET=1 to interpret on CPU"
 
 
@@ -65,7 +71,7 @@ def resolve_impl(op: str, device: torch.device, impl: str | None = None) -> str:
     if choice == "reference":
         chosen = "reference"
     else:
-        ok, why = triton_status(op, device)
+        ok, why = triton_status(op, device, explicit=choice == "triton")
         if ok:
             chosen = "triton"
         elif choice == "triton":
