@@ -5,6 +5,7 @@ Shapes: L lookback, H horizon, N variates.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -84,35 +85,83 @@ def check_timestamps(p: ForecastPredictor, timestamps: list[str] | None) -> list
     return stamps
 
 
-def check_request(model: LoadedModel, req: ForecastRequest) -> tuple[np.ndarray, list[datetime] | None]:
-    """Everything a forecast needs, validated: history [L, N] and the parsed timestamps (or None)."""
+@dataclass(frozen=True)
+class ForecastJob:
+    """One validated forecast request, ready to join a batch."""
+
+    model: LoadedModel
+    history: np.ndarray  # [L, N] float64, finite
+    stamps: list[datetime] | None  # L parsed timestamps, or None
+    horizon: int  # steps to return, 1..H
+
+
+def check_request(model: LoadedModel, req: ForecastRequest) -> ForecastJob:
+    """Everything a forecast needs, validated before it may join a batch (so it cannot spoil one)."""
+    p = model.predictor
     if req.quantiles is not None:
         # Every registered forecaster is a point model today; a probabilistic one will add a quantile path.
         raise _invalid(
             f"model {model.name!r} gives point forecasts only and cannot return quantiles; omit `quantiles`",
             "quantiles",
         )
-    history = check_history(model.predictor, req.history)
-    stamps = check_timestamps(model.predictor, req.timestamps)
-    return history, stamps
+    if req.horizon is not None and req.horizon > p.horizon:
+        raise _invalid(f"horizon must be at most {p.horizon} (this model's horizon); got {req.horizon}", "horizon")
+    history = check_history(p, req.history)
+    stamps = check_timestamps(p, req.timestamps)
+    return ForecastJob(model, history, stamps, req.horizon or p.horizon)
 
 
-def run_forecast(model: LoadedModel, history: np.ndarray, stamps: list[datetime] | None) -> ForecastResponse:
-    """Blocking: scale → model → unscale on one window (call from a worker thread)."""
-    p = model.predictor
+def predict_batch(jobs: list[ForecastJob]) -> list[ForecastResponse | Exception]:
+    """Blocking (call from a worker thread): one forward pass per model object, one answer per job.
+
+    Jobs normally share one model; after a hot swap the queue can hold both versions, and each job is
+    answered by the version that validated it.
+    """
+    groups: dict[int, list[int]] = {}
+    for i, job in enumerate(jobs):
+        groups.setdefault(id(job.model), []).append(i)
+    out: dict[int, ForecastResponse | Exception] = {}
+    for idx in groups.values():
+        out.update(zip(idx, _predict_one_model([jobs[i] for i in idx]), strict=True))
+    return [out[i] for i in range(len(jobs))]
+
+
+def _predict_one_model(jobs: list[ForecastJob]) -> list[ForecastResponse | Exception]:
+    p = jobs[0].model.predictor
+    history = np.stack([job.history for job in jobs])  # [B, L, N]
+    stamps = [job.stamps or [] for job in jobs] if p.uses_timestamps else None
     try:
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, not logged
-            y = p.predict(history[None], None if stamps is None else [stamps])[0]  # [H, N]
-    except ValueError as e:  # the predictor's own checks; the ones above should have caught these
-        raise _invalid(str(e), "history") from e
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported per job below, not logged
+            y = p.predict(history, stamps)  # [B, H, N]
+    except Exception as e:
+        failure = e
+    else:
+        return [_answer(job, y[b]) for b, job in enumerate(jobs)]
+    if len(jobs) > 1:  # find the job at fault: its batch-mates still get their answers
+        return [_predict_one_model([job])[0] for job in jobs]
+    # The predictor's own checks (ValueError); the ones in check_request should have caught these.
+    return [_invalid(str(failure), "history") if isinstance(failure, ValueError) else failure]
+
+
+def _answer(job: ForecastJob, y: np.ndarray) -> ForecastResponse | Exception:
+    """One job's response from its forecast [H, N], or a 422 when that forecast is not finite."""
+    y = y[: job.horizon]
     if not np.isfinite(y).all():
         # Finite inputs far outside the training range overflow float32 after scaling.
-        raise _invalid(
-            f"the forecast is not finite for this history (largest |value| {np.abs(history).max():.3g}); "
+        return _invalid(
+            f"the forecast is not finite for this history (largest |value| {np.abs(job.history).max():.3g}); "
             "send values in the units and range the model was trained on",
             "history",
         )
-    future = [ts.isoformat() for ts in p.future_timestamps(stamps[-1])] if stamps is not None else None
-    return ForecastResponse(
-        forecast=y.tolist(), timestamps=future, model=ModelRefOut(name=model.name, version=model.version)
+    p, model = job.model.predictor, job.model
+    future = None
+    if job.stamps is not None:
+        future = [ts.isoformat() for ts in p.future_timestamps(job.stamps[-1])[: job.horizon]]
+    # Built without re-validating ~H×N floats: every field is made right here (and it holds the GIL that the
+    # event loop needs; measured at ~8% of a loaded server's samples when validated).
+    return ForecastResponse.model_construct(
+        forecast=y.tolist(),
+        timestamps=future,
+        quantiles=None,
+        model=ModelRefOut.model_construct(name=model.name, version=model.version),
     )

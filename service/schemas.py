@@ -5,7 +5,7 @@ Shapes: L lookback, H horizon, N variates.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
@@ -21,12 +21,15 @@ class ForecastRequest(BaseModel):
     history: list[list[float]] = Field(
         description="L rows of N values (one per variate, in the model's variate order), original units, oldest first"
     )
-    timestamps: list[str] | None = Field(
+    timestamps: list[Annotated[str, Field(max_length=64)]] | None = Field(
         default=None,
         description="L ISO-8601 timestamps, one per history row; required when the model uses calendar features",
     )
     quantiles: list[float] | None = Field(
         default=None, description="quantile levels in (0, 1); only probabilistic models accept them"
+    )
+    horizon: int | None = Field(
+        default=None, ge=1, description="how many steps to return, at most the model's horizon (default: all of them)"
     )
 
     model_config = {
@@ -72,6 +75,7 @@ class ModelList(BaseModel):
 class ErrorBody(BaseModel):
     detail: str = Field(description="what went wrong and what to send instead")
     field: str | None = Field(default=None, description="the request field at fault, dotted (history.3.1)")
+    errors: list[dict[str, Any]] | None = Field(default=None, description="every validation error, when several")
 
 
 class Readiness(BaseModel):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -74,6 +74,21 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1, description="larger request bodies get 413")
     device: str = "cpu"
+    max_batch_size: int = Field(default=32, ge=1, le=1024, description="most requests per forward pass, per model")
+    max_wait_ms: float = Field(
+        default=1.0, ge=0.0, le=1000.0, description="how long the first request of a batch waits for company"
+    )
+    max_queue: int = Field(default=1024, ge=1, description="requests waiting per model before new ones get 503")
+    request_timeout_s: float = Field(
+        default=30.0, gt=0.0, le=3600.0, description="queueing + inference per request; past it, 504"
+    )
+    api_key: str = Field(default="", description="bearer token for /v1/*; empty turns auth off")
+    torch_threads: int = Field(
+        default=1,
+        ge=0,
+        description="torch intra-op threads for `seer serve` (0: torch's default, one per core); see server.py",
+    )
+    log_requests: bool = Field(default=True, description="one JSON line per request on the `service.access` logger")
     tracking_uri: str = Field(
         default="sqlite:///mlflow.db",
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "SEER_TRACKING_URI"),
@@ -92,6 +107,25 @@ class Settings(BaseSettings):
         if not re.match(r"^(cpu|cuda(:\d+)?|mps)$", value):
             raise ValueError(f"device must be cpu, cuda, cuda:N or mps, got {value!r}")
         return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _check_api_key(cls, value: str) -> str:
+        if value and (len(value) < 16 or not re.fullmatch(r"[\x21-\x7e]+", value)):
+            raise ValueError(
+                "SEER_API_KEY must be empty (auth off) or at least 16 printable ASCII characters without spaces, "
+                "e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_timing(self) -> Settings:
+        if self.request_timeout_s * 1000.0 <= self.max_wait_ms:
+            raise ValueError(
+                f"SEER_REQUEST_TIMEOUT_S ({self.request_timeout_s} s) must exceed SEER_MAX_WAIT_MS "
+                f"({self.max_wait_ms} ms), or every request could time out while its batch fills"
+            )
+        return self
 
     def model_refs(self) -> list[ModelRef]:
         return parse_model_refs(self.models)

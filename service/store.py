@@ -68,6 +68,7 @@ class ModelStore:
         self.device = device
         self._models: dict[str, LoadedModel] = {}
         self._status: dict[str, str] = {}
+        self._load_failures: dict[str, int] = {}
         self._lock = threading.Lock()
 
     # Reads (request path).
@@ -84,6 +85,11 @@ class ModelStore:
         """Per model: "ready", "pending" (not loaded yet) or "failed: <why>"."""
         with self._lock:
             return dict(self._status)
+
+    def load_failures(self) -> dict[str, int]:
+        """Per model name: how many loads have failed in this process (`/metrics`)."""
+        with self._lock:
+            return dict(self._load_failures)
 
     @property
     def ready(self) -> bool:
@@ -115,6 +121,7 @@ class ModelStore:
         except Exception as e:
             with self._lock:
                 self._status[ref.name] = f"failed: {e}"
+                self._load_failures[ref.name] = self._load_failures.get(ref.name, 0) + 1
             raise RuntimeError(f"cannot load model ref {str(ref)!r} ({ref.source}): {e}") from e
         self.add(model)
         log.info("loaded %s version %s from %s", model.name, model.version, model.source)

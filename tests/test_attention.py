@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from core.ops import attention
+from core.ops.attention import attention
 from core.ops.attention.reference import attention_reference
 from core.ops.dispatch import KernelUnavailableError, requested_impl, resolve_impl, used_impls
 
@@ -89,9 +89,15 @@ def test_dispatch_auto_falls_back_with_one_log_line(caplog, monkeypatch):
 
 
 def test_dispatch_explicit_triton_raises_and_env_overrides(monkeypatch):
+    # Without the interpreter, a Triton kernel cannot run on CPU tensors.
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     cpu = torch.device("cpu")
     with pytest.raises(KernelUnavailableError, match="attention"):
         resolve_impl("attention", cpu, "triton")
+    with pytest.raises(KernelUnavailableError, match="dropout"):  # the kernel has no dropout: explicit raises
+        attention(
+            torch.randn(1, 1, 2, 4), torch.randn(1, 1, 2, 4), torch.randn(1, 1, 2, 4), dropout_p=0.1, impl="triton"
+        )
     monkeypatch.setenv("SEER_KERNELS", "triton")
     assert requested_impl("auto") == "triton"
     assert requested_impl("reference") == "reference"  # an explicit argument wins over the env

@@ -2,6 +2,15 @@
 
 from core.nn.attention import MultiHeadAttention
 from core.nn.encoder import TransformerEncoder, TransformerEncoderLayer
-from core.nn.norm import SeriesNorm
+from core.nn.norm import LayerNorm, RMSNorm, SeriesNorm
+from core.nn.rope import RotaryEmbedding
 
-__all__ = ["MultiHeadAttention", "TransformerEncoder", "TransformerEncoderLayer", "SeriesNorm"]
+__all__ = [
+    "MultiHeadAttention",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
+    "SeriesNorm",
+    "LayerNorm",
+    "RMSNorm",
+    "RotaryEmbedding",
+]

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.nn.attention import MultiHeadAttention
+from core.nn.norm import LayerNorm
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"gelu": F.gelu, "relu": F.relu}
 
@@ -28,8 +29,8 @@ class TransformerEncoderLayer(nn.Module):
         self.attn = MultiHeadAttention(d_model, n_heads, dropout=dropout, impl=impl)
         self.ff_in = nn.Linear(d_model, d_ff)
         self.ff_out = nn.Linear(d_ff, d_model)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
+        self.norm1 = LayerNorm(d_model, impl=impl)
+        self.norm2 = LayerNorm(d_model, impl=impl)
         self.drop = nn.Dropout(dropout)
         self.act = _ACTIVATIONS[activation]
 
@@ -54,7 +55,7 @@ class TransformerEncoder(nn.Module):
     def __init__(self, layers: list[TransformerEncoderLayer], d_model: int):
         super().__init__()
         self.layers = nn.ModuleList(layers)
-        self.norm = nn.LayerNorm(d_model)
+        self.norm = LayerNorm(d_model)
 
     def forward(self, x: torch.Tensor, **attn_kwargs) -> torch.Tensor:  # [B, T, D] -> [B, T, D]
         for layer in self.layers:

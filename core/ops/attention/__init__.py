@@ -1,15 +1,60 @@
 """Fused scaled-dot-product attention with additive bias, causal and key-padding masks.
 
-Public op: `attention(q, k, v, ...)`. The reference (`reference.py`) is the spec; a Triton kernel
-registers itself with the dispatcher when it exists (issue: kernel-accelerated core).
+Public op: `attention(q, k, v, ...)`. The reference (`reference.py`) is the spec; the Triton flash-attention
+kernel (`triton.py`) registers itself with the dispatcher when the triton package is installed.
+
+Registration looks triton up with `find_spec` instead of importing it: `import triton` fixes whether
+triton.language's own helpers are interpreted (TRITON_INTERPRET) for the whole process, so importing it
+as a side effect of `import core` would lock the interpreter tests out. The kernel module itself is
+imported on the first call that runs it.
+
+Calls the kernel does not cover (dropout, head dims past 128) follow the dispatcher's rule: `auto` uses
+the reference with one log line per reason, an explicit `triton` request raises `KernelUnavailableError`.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+
 import torch
 
 from core.ops.attention.reference import attention_reference
-from core.ops.dispatch import resolve_impl
+from core.ops.dispatch import KernelUnavailableError, register_triton, requested_impl, resolve_impl, triton_status
+
+log = logging.getLogger("seer.kernels")
+
+# Mirrors MAX_HEAD_DIM in triton.py; kept here so dispatch never imports triton to decide.
+_MAX_HEAD_DIM = 128
+_warned: set[str] = set()
+
+if importlib.util.find_spec("triton") is not None:
+    register_triton("attention")
+
+
+def _unsupported(q: torch.Tensor, v: torch.Tensor, dropout_p: float) -> str | None:
+    """Why the Triton kernel cannot take this call, or None when it can."""
+    if dropout_p > 0.0:
+        return f"dropout_p={dropout_p}: the Triton kernel has no dropout"
+    if max(q.shape[-1], v.shape[-1]) > _MAX_HEAD_DIM:
+        return f"head dim {max(q.shape[-1], v.shape[-1])} > {_MAX_HEAD_DIM}: the Triton kernel's tiles stop at 128"
+    if q.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return f"dtype {q.dtype}: the Triton kernel takes fp32, fp16 and bf16"
+    return None
+
+
+def _choose(q: torch.Tensor, v: torch.Tensor, impl: str | None, dropout_p: float) -> str:
+    """The dispatcher's choice, except that calls the kernel does not cover stay on the reference."""
+    requested = requested_impl(impl)
+    why = None if requested == "reference" else _unsupported(q, v, dropout_p)
+    if why is None:
+        return resolve_impl("attention", q.device, impl)
+    if requested == "triton":
+        raise KernelUnavailableError(f"impl='triton' requested for 'attention' but it cannot run: {why}")
+    if triton_status("attention", q.device, explicit=False)[0] and why not in _warned:
+        _warned.add(why)
+        log.info("kernel attention: using the PyTorch reference (%s)", why)
+    return resolve_impl("attention", q.device, "reference")
 
 
 def attention(
@@ -25,8 +70,7 @@ def attention(
     impl: str | None = None,
 ) -> torch.Tensor:
     """`softmax(q kᵀ·scale + bias) v` over `[B, H, L, D]` inputs; see `attention_reference`."""
-    chosen = resolve_impl("attention", q.device, impl)
-    if chosen == "triton":  # pragma: no cover - only reachable once a kernel is registered
+    if _choose(q, v, impl, dropout_p) == "triton":
         from core.ops.attention.triton import attention_triton
 
         return attention_triton(
