@@ -85,6 +85,11 @@ def resolve_impl(op: str, device: torch.device, impl: str | None = None) -> str:
     return chosen
 
 
+def reset_used_impls() -> None:
+    """Forget which impls ran, e.g. at the start of a training run whose tags should name only its own."""
+    _used.clear()
+
+
 def used_impls() -> dict[str, str]:
     """Which impl each op ran with most recently in this process (logged as MLflow tags)."""
     return dict(_used)
