@@ -15,11 +15,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 
 # Third-party dependencies in their own layer, read from pyproject, so editing the code does not
-# reinstall them. psycopg2-binary: the MLflow server's PostgreSQL driver (compose backend store).
+# reinstall them (psycopg2-binary among them: the MLflow server's PostgreSQL driver).
 COPY pyproject.toml /tmp/pyproject.toml
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt "psycopg2-binary>=2.9" \
+    && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt /tmp/pyproject.toml
 
 # The project itself, installed as a wheel (the packages, the `seer` script and the ETT files in

@@ -52,6 +52,7 @@ def main() -> int:
     ap.add_argument("--datasets", nargs="+", default=["ETTh1", "ETTh2", "ETTm1", "ETTm2"])
     ap.add_argument("--horizons", nargs="+", type=int, default=[96, 192, 336, 720])
     ap.add_argument("--resume", action="store_true", help="keep rows already measured")
+    ap.add_argument("--max-epochs", type=int, default=None, help="cap on epochs (default: the recipe's 10)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -67,7 +68,10 @@ def main() -> int:
             if ("itransformer", dataset, horizon) in done:
                 continue
             recipe = itransformer_ett(dataset, horizon)
-            recipe = replace(recipe, experiment="bench-accuracy", trainer=replace(recipe.trainer, progress_bar=False))
+            trainer = replace(recipe.trainer, progress_bar=False)
+            if args.max_epochs:
+                trainer = replace(trainer, max_epochs=args.max_epochs)
+            recipe = replace(recipe, experiment="bench-accuracy", trainer=trainer)
             t0 = time.perf_counter()
             result = train(recipe, register=False, uri=f"sqlite:///{store}/mlflow.db")
             m = result.metrics
@@ -84,6 +88,7 @@ def main() -> int:
                     "d_model": recipe.model_config.d_model,
                     "epochs": int(m["epochs"]),
                     "best_epoch": int(m["best_epoch"]),
+                    "max_epochs": recipe.trainer.max_epochs,
                     "train_seconds": round(time.perf_counter() - t0, 1),
                     "seed": recipe.trainer.seed,
                     "paper": {"mse": paper_mse, "mae": paper_mae, "source": PAPER},

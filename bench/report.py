@@ -44,15 +44,68 @@ def accuracy_table() -> str:
     return "\n".join(out)
 
 
+def service_table() -> str:
+    data = read("service")
+    load = data.get("load", [])
+    if not load:
+        return "_No serving results yet: run `python bench/service.py`._"
+    out = [
+        "| server | concurrency | req/s | p50 ms | p95 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(load, key=lambda r: (r["concurrency"], r["server"] != "seer")):
+        out.append(
+            f"| {r['server']} | {r['concurrency']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} | {r['errors']} |"
+        )
+    ratios = ", ".join(f"{r['rps_ratio']:.1f}× at {r['concurrency']}" for r in data.get("ratios", []))
+    out += ["", f"seer / mlflow throughput: {ratios}. {data.get('setup', {}).get('workers', '')}; "
+            f"measured on {data.get('machine')} at commit `{data.get('commit')}` with `{data.get('command')}`."]
+    swap = data.get("swap")
+    if swap:
+        out.append(
+            f"\nHot swap under load: {swap['requests']} requests during the swap, {swap['errors']} errors, "
+            f"p99 {swap['p99_ms_before']:.1f} ms before vs {swap['p99_ms_during']:.1f} ms during."
+        )
+    return "\n".join(out)
+
+
+def kernels_table() -> str:
+    data = read("kernels")
+    rows = data.get("results", [])
+    if not rows:
+        return "_No kernel results yet: run `python bench/kernels.py`._"
+    out = []
+    if data.get("note"):
+        out += [f"**{data['note']}.**", ""]
+    out += [
+        "| op | impl | device | dtype | L | D | bias | causal | pass | ms | baseline | baseline ms | ratio |",
+        "|---|---|---|---|---:|---:|---|---|---|---:|---|---:|---:|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['op']} | {r['impl']} | {r['device']} | {r['dtype']} | {r['L']} | {r['D']} | {r['bias']} | "
+            f"{r['causal']} | {r['pass']} | {r['ms']:.3f} | {r['baseline']} | {r['baseline_ms']:.3f} | "
+            f"{r['ratio']:.2f} |"
+        )
+    out += ["", f"Measured on {data.get('machine')} at commit `{data.get('commit')}` with `{data.get('command')}`."]
+    return "\n".join(out)
+
+
+TABLES = {"accuracy": accuracy_table, "service": service_table, "kernels": kernels_table}
+
+
 def main() -> int:
     text = README.read_text()
-    block = f"<!-- results:accuracy -->\n{accuracy_table()}\n<!-- /results:accuracy -->"
-    new, n = re.subn(r"<!-- results:accuracy -->.*?<!-- /results:accuracy -->", block, text, flags=re.S)
-    if n != 1:
-        print("README has no results:accuracy markers", file=sys.stderr)
-        return 1
-    README.write_text(new)
-    print(accuracy_table())
+    for name, make in TABLES.items():
+        block = f"<!-- results:{name} -->\n{make()}\n<!-- /results:{name} -->"
+        pattern = rf"<!-- results:{name} -->.*?<!-- /results:{name} -->"
+        text, n = re.subn(pattern, lambda _m, block=block: block, text, flags=re.S)
+        if n != 1:
+            print(f"README has no results:{name} markers", file=sys.stderr)
+            return 1
+    README.write_text(text)
+    print(text[text.index("## Results") :])
     return 0
 
 

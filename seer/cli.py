@@ -1,4 +1,4 @@
-"""`seer` — train, evaluate, serve and list recipes (DESIGN section 6: a stable contract).
+"""`seer` — train, evaluate, serve, retrain and list recipes (DESIGN section 6: a stable contract).
 
 Every command reads `MLFLOW_TRACKING_URI` (default: `sqlite:///<cwd>/mlflow.db`) and prints where its
 results went. Rooms are imported inside the commands so `seer --help` stays instant.
@@ -64,6 +64,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(models=args.models, host=args.host, port=args.port)
     return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    import lightning  # noqa: F401  (jobs train with it; imported first so `quiet` can mute it)
+
+    from training.retrain import main as retrain
+
+    quiet()
+    logging.getLogger("apscheduler").setLevel(logging.INFO)
+    return retrain(args.jobs, once=args.once)
 
 
 def _free_port() -> int:
@@ -149,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.set_defaults(func=cmd_serve)
+
+    rt = sub.add_parser("retrain", help="scheduled retraining: champion/challenger jobs from a YAML file")
+    rt.add_argument("--jobs", required=True, metavar="FILE", help="the jobs file (YAML; see training/retrain.py)")
+    rt.add_argument("--once", action="store_true", help="run every job once now; exit 1 if any failed")
+    rt.set_defaults(func=cmd_retrain)
 
     r = sub.add_parser("recipes", help="list recipes")
     r.set_defaults(func=cmd_recipes)

@@ -18,10 +18,11 @@ def flags(sub: str) -> set[str]:
 
 def test_frozen_commands_and_flags():
     action = next(a for a in build_parser()._actions if a.dest == "command")
-    assert set(action.choices) == {"train", "evaluate", "serve", "recipes", "demo"}
+    assert set(action.choices) == {"train", "evaluate", "serve", "retrain", "recipes", "demo"}
     assert flags("train") == {"--set", "--smoke"}
     assert flags("evaluate") == {"--set", "--model"}
     assert flags("serve") == {"--models", "--host", "--port"}
+    assert flags("retrain") == {"--jobs", "--once"}
 
 
 def test_recipes_lists_every_recipe(capsys):
@@ -55,7 +56,7 @@ def test_readme_test_command_is_what_ci_runs():
         assert step in test_cmd and step in ci
 
 
-@pytest.mark.parametrize("sub", ["train", "evaluate", "serve", "recipes", "demo"])
+@pytest.mark.parametrize("sub", ["train", "evaluate", "serve", "retrain", "recipes", "demo"])
 def test_every_command_has_help(sub, capsys):
     with pytest.raises(SystemExit) as e:
         main([sub, "--help"])

@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import MLFlowLogger
 
-from core.ops.dispatch import used_impls
+from core.ops.dispatch import reset_used_impls, used_impls
 from data.artifact import ForecastPredictor, save_bundle
 from data.windows import ForecastDataModule
 from forecasters import get_spec
@@ -72,8 +72,20 @@ def _example_frame(example: dict[str, Any], variates: list[str]) -> pd.DataFrame
     return frame
 
 
-def train(recipe: Recipe, *, register: bool = True, uri: str | None = None) -> TrainResult:
-    """The whole path: data → fit (early stopping, best weights) → test → MLflow run → registry."""
+def train(
+    recipe: Recipe,
+    *,
+    register: bool = True,
+    uri: str | None = None,
+    claim_champion: bool = True,
+    callbacks: list[L.Callback] | None = None,
+) -> TrainResult:
+    """The whole path: data → fit (early stopping, best weights) → test → MLflow run → registry.
+
+    `claim_champion=False` registers the new version without touching any alias (the retraining
+    scheduler decides on `@champion` itself, after comparing); `callbacks` are extra Lightning
+    callbacks (the scheduler's cancellation check).
+    """
     uri = uri or tracking_uri()
     L.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
     dm = ForecastDataModule(recipe.data)
@@ -91,7 +103,8 @@ def train(recipe: Recipe, *, register: bool = True, uri: str | None = None) -> T
         logger = MLFlowLogger(tracking_uri=uri, run_id=run.info.run_id, experiment_name=recipe.experiment)
         best = KeepBestWeights("val_mse")
         stop = EarlyStopping("val_mse", patience=recipe.trainer.patience, mode="min")
-        trainer = _trainer(recipe, logger, [best, stop])
+        trainer = _trainer(recipe, logger, [best, stop, *(callbacks or [])])
+        reset_used_impls()  # the run's tag names the kernels this run used, nothing earlier in the process
         trainer.fit(system, datamodule=dm)
         tested = trainer.test(system, datamodule=dm, verbose=False)[0]
         metrics = {k: float(v) for k, v in tested.items()}
@@ -121,7 +134,7 @@ def train(recipe: Recipe, *, register: bool = True, uri: str | None = None) -> T
             version, champion = "", False
             if register:
                 example = _example_frame(meta["example_input"], dm.variates)
-                version, champion = log_and_register(bundle, meta["name"], example)
+                version, champion = log_and_register(bundle, meta["name"], example, claim_champion=claim_champion)
     return TrainResult(run.info.run_id, meta["name"], version, champion, metrics, uri)
 
 

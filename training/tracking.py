@@ -62,10 +62,13 @@ def pip_requirements() -> list[str]:
     ]
 
 
-def log_and_register(bundle_dir: Path, registered_name: str, example: Any = None) -> tuple[str, bool]:
+def log_and_register(
+    bundle_dir: Path, registered_name: str, example: Any = None, *, claim_champion: bool = True
+) -> tuple[str, bool]:
     """Log the bundle as a pyfunc model in the active run and register it.
 
-    Returns (version, became_champion): `@champion` is set only when the name has no champion yet.
+    Returns (version, became_champion): `@champion` is set only when the name has no champion yet,
+    and never with `claim_champion=False` (then no alias is touched).
     """
     info = mlflow.pyfunc.log_model(
         name="model",
@@ -76,6 +79,8 @@ def log_and_register(bundle_dir: Path, registered_name: str, example: Any = None
         input_example=example,
     )
     version = str(info.registered_model_version)
+    if not claim_champion:
+        return version, False
     client = MlflowClient()
     try:
         client.get_model_version_by_alias(registered_name, CHAMPION)
