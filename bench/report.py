@@ -59,8 +59,11 @@ def service_table() -> str:
             f"{r['p99_ms']:.1f} | {r['errors']} |"
         )
     ratios = ", ".join(f"{r['rps_ratio']:.1f}× at {r['concurrency']}" for r in data.get("ratios", []))
-    out += ["", f"seer / mlflow throughput: {ratios}. {data.get('setup', {}).get('workers', '')}; "
-            f"measured on {data.get('machine')} at commit `{data.get('commit')}` with `{data.get('command')}`."]
+    out += [
+        "",
+        f"seer / mlflow throughput: {ratios}. {data.get('setup', {}).get('workers', '')}; "
+        f"measured on {data.get('machine')} at commit `{data.get('commit')}` with `{data.get('command')}`.",
+    ]
     swap = data.get("swap")
     if swap:
         out.append(

@@ -63,9 +63,7 @@ if not (CUDA or INTERPRETER_READY):
         """When an earlier test module imported triton first (compiled mode), rerun this file where it is not."""
         env = {**os.environ, "TRITON_INTERPRET": "1"}
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__]
-        proc = subprocess.run(
-            cmd, env=env, capture_output=True, text=True, timeout=900, cwd=Path(__file__).parents[2]
-        )
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=Path(__file__).parents[2])
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
 
 
