@@ -3,12 +3,15 @@
 Liveness (`/healthz`) is apart from readiness (`/readyz`): the process is alive as soon as it answers;
 it is ready once every model in `SEER_MODELS` is loaded and warmed. A ref that cannot be loaded makes
 startup raise `RuntimeError` naming the ref (the process exits instead of serving half its models).
+A background task swaps in new versions of `NAME@ALIAS` refs as their aliases move (`service.reload`).
 Forecasts go through one micro-batcher per model (`service.batcher`); every request passes
 `RequestContextMiddleware` (request id, auth, metrics, access log) and then the body limit.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,11 +19,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from service.admin import admin
 from service.batcher import BatcherPool, MicroBatcher
 from service.errors import BodyLimitMiddleware, install_error_handlers
 from service.forecast import ForecastJob, predict_batch
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
+from service.reload import Reloader
 from service.routes import api, router
 from service.schemas import ForecastResponse
 from service.settings import Settings
@@ -44,6 +49,14 @@ def create_app(
     store.expect(refs)
     batchers: BatcherPool[ForecastJob, ForecastResponse] = BatcherPool(lambda name: make_batcher(name))
     metrics = Metrics(store, batchers.depths)
+    reloader = Reloader(
+        store,
+        refs,
+        settings.reload_interval_s,
+        settings.reload_backoff_max_s,
+        on_swap=lambda name: metrics.reloads.labels(name).inc(),
+        on_refuse=lambda name: metrics.reload_failures.labels(name).inc(),
+    )
 
     def make_batcher(name: str) -> MicroBatcher[ForecastJob, ForecastResponse]:
         sizes, seconds = metrics.batch_size.labels(name), metrics.batch_latency.labels(name)
@@ -71,9 +84,17 @@ def create_app(
         if freeze_gc:
             gc.collect()
             gc.freeze()
+        # Hot reload: watches NAME@ALIAS refs (none: nothing to do); SEER_RELOAD_INTERVAL_S=0 turns polling off.
+        watching = reloader.watches and settings.reload_interval_s > 0
+        task = asyncio.create_task(reloader.run(), name="seer-reload") if watching else None
         try:
             yield
         finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            reloader.close()
             batchers.close()
 
     app = FastAPI(
@@ -86,9 +107,11 @@ def create_app(
     app.state.store = store
     app.state.batchers = batchers
     app.state.metrics = metrics
+    app.state.reloader = reloader
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(api)
+    app.include_router(admin)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(  # outermost: sees every response, the 413s above included
         RequestContextMiddleware,

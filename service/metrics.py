@@ -5,7 +5,8 @@ Per request (recorded by `service.middleware`): `seer_requests_total` and
 method and status. Per batch: `seer_batch_size` and `seer_batch_duration_seconds` by model. Read at
 scrape time from the live objects, so they cannot drift from them: `seer_queue_depth`,
 `seer_model_info` (the version each name serves, value 1), `seer_model_ready` and
-`seer_model_load_failures_total`.
+`seer_model_load_failures_total`. Hot reload (`service.reload`): `seer_model_reloads_total` (versions
+swapped in) and `seer_model_reload_failures_total` (new versions refused) by model.
 """
 
 from __future__ import annotations
@@ -75,6 +76,15 @@ class Metrics:
             "one batch: forward pass and answers",
             ["model"],
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            "seer_model_reloads", "new versions swapped in by hot reload", ["model"], registry=self.registry
+        )
+        self.reload_failures = Counter(
+            "seer_model_reload_failures",
+            "new versions refused by hot reload (failed to load or warm up); the old one kept serving",
+            ["model"],
             registry=self.registry,
         )
         self.registry.register(_StateCollector(store, depths))

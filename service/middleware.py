@@ -1,4 +1,4 @@
-"""The outermost layer of every request: request id, bearer auth on `/v1/*`, metrics, one JSON log line.
+"""The outermost layer of every request: request id, bearer auth (`/v1/*`, `/admin/*`), metrics, a JSON log line.
 
 Pure ASGI (no `BaseHTTPMiddleware`): it costs a few microseconds per request and never buffers a body.
 Auth is checked here, before the body is read or parsed, so an unauthenticated client cannot make the
@@ -26,6 +26,7 @@ access_log = logging.getLogger("service.access")
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 OPEN_PATHS_NOTE = "/healthz, /readyz, /metrics and the API docs need no token"
+PROTECTED = ("/v1/", "/admin/")  # behind the bearer token when SEER_API_KEY is set
 
 
 def context(scope: Scope) -> dict[str, Any]:
@@ -87,7 +88,7 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            if self.api_key and scope["path"].startswith("/v1/") and not self._authorized(authorization):
+            if self.api_key and scope["path"].startswith(PROTECTED) and not self._authorized(authorization):
                 detail = (
                     "missing or wrong bearer token: send the header `Authorization: Bearer <SEER_API_KEY>`; "
                     + OPEN_PATHS_NOTE

@@ -91,14 +91,21 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}}, tags=["ops"])
-async def readyz(store: StoreDep) -> Any:
-    """Readiness: 200 once every configured model is loaded and warmed, else 503 with each model's status."""
+async def readyz(store: StoreDep, request: Request) -> Any:
+    """Readiness: 200 once every configured model is loaded and warmed, else 503 with each model's status.
+
+    A new version refused by hot reload leaves readiness at 200 (the old version serves); `reload` says so.
+    """
     status = store.status()
+    reloader = getattr(request.app.state, "reloader", None)
+    details = reloader.details() if reloader is not None and reloader.watches else None
     if store.ready:
-        return Readiness(ready=True, models=status)
-    detail = "no models configured" if not status else "not all models are loaded"
-    body = Readiness(ready=False, models=status, detail=detail)
-    return JSONResponse(status_code=503, content=body.model_dump())
+        body = Readiness(ready=True, models=status, reload=details)
+    else:
+        detail = "no models configured" if not status else "not all models are loaded"
+        body = Readiness(ready=False, models=status, detail=detail, reload=details)
+    content = body.model_dump(exclude={"reload"} if details is None else None)
+    return JSONResponse(status_code=200 if body.ready else 503, content=content)
 
 
 @router.get(

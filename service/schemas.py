@@ -82,6 +82,20 @@ class Readiness(BaseModel):
     ready: bool
     models: dict[str, str] = Field(description="per model: ready, pending or failed: <why>")
     detail: str | None = None
+    reload: dict[str, dict[str, Any]] | None = Field(
+        default=None,
+        description="hot reload, per registry model (absent when none is watched): served `version`, `alias`, "
+        "`status`, `tracking` (ok or unreachable: <why>), `last_check`, and `refused` ({version, error}) "
+        "while the alias points at a version that failed to load or warm up",
+    )
+
+
+class ReloadReport(BaseModel):
+    models: dict[str, dict[str, Any]] = Field(
+        description="per watched model: `action` (unchanged, swapped, refused, refused earlier, unreachable, "
+        "skipped), the `version` served after the check, and `previous`, `refused` or `error` where they apply"
+    )
+    tracking: str = Field(description="ok, or unreachable: <why>")
 
 
 class Health(BaseModel):

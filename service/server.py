@@ -29,6 +29,20 @@ def configure_access_log() -> None:
     access.propagate = False
 
 
+def configure_service_log() -> None:
+    """The service's own events (model loads, hot reload swaps and refusals, tracking server state) on
+    stderr at INFO, beside uvicorn's lines."""
+    logger = logging.getLogger("service")
+    logger.setLevel(logging.INFO)
+    if logging.getLogger().handlers:  # `seer serve` configured the root logger already: propagate there
+        return
+    if not any(getattr(h, "_seer_service", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler._seer_service = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
 def run(settings: Settings) -> None:
     """Serve until interrupted. Sets torch's intra-op threads first (process-wide, so not in `create_app`):
     with one thread per core, the spinning OpenMP workers starve the event loop that parses requests; on
@@ -36,6 +50,7 @@ def run(settings: Settings) -> None:
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     configure_access_log()
+    configure_service_log()
     uvicorn.run(
         create_app(settings, freeze_gc=True), host=settings.host, port=settings.port, log_level="info", access_log=False
     )

@@ -89,6 +89,14 @@ class Settings(BaseSettings):
         description="torch intra-op threads for `seer serve` (0: torch's default, one per core); see server.py",
     )
     log_requests: bool = Field(default=True, description="one JSON line per request on the `service.access` logger")
+    reload_interval_s: float = Field(
+        default=10.0,
+        ge=0.0,
+        description="how often each NAME@ALIAS ref is checked for a new version (hot reload); 0 turns it off",
+    )
+    reload_backoff_max_s: float = Field(
+        default=300.0, gt=0.0, description="longest wait between checks while the tracking server is unreachable"
+    )
     tracking_uri: str = Field(
         default="sqlite:///mlflow.db",
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "SEER_TRACKING_URI"),

@@ -38,11 +38,17 @@ class LoadedModel:
 
 
 def warm_up(predictor: ForecastPredictor) -> None:
-    """One prediction, on the bundle's example input when it has one, so the first request is not the slow one."""
+    """One prediction on the bundle's example input (so the first request is not the slow one), which also
+    validates the model: the example must fit its lookback × variates, the forecast must be horizon ×
+    variates and finite. Raises ValueError otherwise (a hot reload then refuses the version)."""
     example = predictor.example_input
+    L, H, N = predictor.lookback, predictor.horizon, len(predictor.variates)
     history = example.get("history")
     if history is None:  # a synthetic window at the scaler's mean
-        history = np.broadcast_to(predictor.scaler.mean, (predictor.lookback, len(predictor.variates)))
+        history = np.broadcast_to(predictor.scaler.mean, (L, N))
+    x = np.asarray(history, dtype=np.float64)
+    if x.shape != (L, N):
+        raise ValueError(f"example input is {' × '.join(map(str, x.shape))}, the metadata says {L} × {N}")
     stamps: list[datetime] | None = None
     if predictor.uses_timestamps:
         raw = example.get("timestamps")
@@ -50,8 +56,10 @@ def warm_up(predictor: ForecastPredictor) -> None:
             stamps = [datetime.fromisoformat(t) for t in raw]
         else:
             step = timedelta(seconds=predictor.step_seconds)
-            stamps = [datetime(2020, 1, 1) + step * k for k in range(predictor.lookback)]
-    out = predictor.predict(np.asarray(history, dtype=np.float64)[None], None if stamps is None else [stamps])
+            stamps = [datetime(2020, 1, 1) + step * k for k in range(L)]
+    out = np.asarray(predictor.predict(x[None], None if stamps is None else [stamps]))
+    if out.shape != (1, H, N):
+        raise ValueError(f"warm-up forecast has shape {out.shape}, the metadata says (1, {H}, {N})")
     if not np.isfinite(out).all():
         raise ValueError("warm-up forecast on the example input is not finite")
 
@@ -104,6 +112,9 @@ class ModelStore:
                 self._status.setdefault(ref.name, PENDING)
 
     def add(self, model: LoadedModel) -> None:
+        """Serve `model` under its name: one reference replaced, so a hot swap is atomic. Requests hold the
+        `LoadedModel` they were validated against (see `service.forecast.ForecastJob`), so the ones in
+        flight finish on the old version and no request mixes the two."""
         with self._lock:
             self._models[model.name] = model
             self._status[model.name] = READY
@@ -113,11 +124,11 @@ class ModelStore:
         self.expect([ref])
         try:
             if ref.alias is not None:
-                model = self._load_registered(ref)
+                model = self._load_registered(ref)  # warmed up in `build`
             else:
                 predictor = ForecastPredictor.load(str(ref.path), device=self.device)
+                warm_up(predictor)
                 model = LoadedModel(ref.name, "local", None, str(ref.path), predictor)
-            warm_up(model.predictor)
         except Exception as e:
             with self._lock:
                 self._status[ref.name] = f"failed: {e}"
@@ -134,19 +145,41 @@ class ModelStore:
             self.load(ref)
 
     def _load_registered(self, ref: ModelRef) -> LoadedModel:
+        version = self.resolve(ref)
+        with tempfile.TemporaryDirectory(prefix="seer-model-") as tmp:
+            # weights are in memory once `build` returns; the folder can go
+            return self.build(ref, version, self.download(ref, version, tmp))
+
+    # The three steps of loading a registry ref, apart so that a hot reload can tell an unreachable
+    # tracking server (resolve, download: retry later) from a broken version (build: refuse it).
+    @property
+    def registry_uri(self) -> str | None:
+        # The registry is the tracking server unless MLFLOW_REGISTRY_URI says otherwise (MLflow's own rule).
+        return os.environ.get("MLFLOW_REGISTRY_URI") or self.tracking_uri
+
+    def client(self) -> Any:
         import mlflow  # lazily: local-only deployments and tests do not pay for the import
 
-        # The registry is the tracking server unless MLFLOW_REGISTRY_URI says otherwise (MLflow's own rule).
-        registry_uri = os.environ.get("MLFLOW_REGISTRY_URI") or self.tracking_uri
-        client = mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=registry_uri)
-        mv: Any = client.get_model_version_by_alias(ref.name, str(ref.alias))
-        uri = f"models:/{ref.name}/{mv.version}"
+        return mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+
+    def resolve(self, ref: ModelRef) -> str:
+        """The version `NAME@ALIAS` points at now."""
+        return str(self.client().get_model_version_by_alias(ref.name, str(ref.alias)).version)
+
+    def download(self, ref: ModelRef, version: str, dst: str) -> str:
+        """The version's artifacts, downloaded under `dst`; returns the local path."""
+        import mlflow
+
         # Resolve the version's artifact location with this client: `download_artifacts("models:/...")`
         # ignores the URIs it is given and looks the name up in MLflow's process-global registry.
-        location = client.get_model_version_download_uri(ref.name, str(mv.version))
-        with tempfile.TemporaryDirectory(prefix="seer-model-") as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=location, dst_path=tmp, tracking_uri=self.tracking_uri, registry_uri=registry_uri
-            )
-            predictor = ForecastPredictor.load(local, device=self.device)  # weights are in memory after this
-        return LoadedModel(ref.name, str(mv.version), ref.alias, uri, predictor)
+        location = self.client().get_model_version_download_uri(ref.name, version)
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=location, dst_path=dst, tracking_uri=self.tracking_uri, registry_uri=self.registry_uri
+        )
+        return str(local)
+
+    def build(self, ref: ModelRef, version: str, local: str) -> LoadedModel:
+        """Rebuild the model from config + weights under `local` and warm it up (validation included)."""
+        predictor = ForecastPredictor.load(local, device=self.device)
+        warm_up(predictor)
+        return LoadedModel(ref.name, version, ref.alias, f"models:/{ref.name}/{version}", predictor)

@@ -130,28 +130,60 @@ def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
         pass
 
 
-@pytest.fixture(scope="session")
-def mlflow_uri(postgres, tmp_path_factory) -> Iterator[str]:
-    """`mlflow server` on the PostgreSQL store with a proxied artifact store; yields its tracking URI."""
-    tmp = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    argv = mlflow_server(
-        backend_store_uri=postgres,
-        artifacts_destination=str(tmp / "mlartifacts"),
-        host="127.0.0.1",
-        port=port,
-        allowed_hosts="127.0.0.1,127.0.0.1:*,localhost,localhost:*",
-        workers=1,
-    )
-    log = tmp / "mlflow-server.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(executable(argv), cwd=tmp, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{uri}/health", proc, log)
+class TrackingServer:
+    """`mlflow server` on the PostgreSQL store with a proxied artifact store, on one fixed port, so that a
+    test can kill it (`stop`) and bring it back (`start`) where its clients expect it."""
+
+    def __init__(self, backend_store_uri: str, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.argv = mlflow_server(
+            backend_store_uri=backend_store_uri,
+            artifacts_destination=str(root / "mlartifacts"),
+            host="127.0.0.1",
+            port=self.port,
+            allowed_hosts="127.0.0.1,127.0.0.1:*,localhost,localhost:*",
+            workers=1,
+        )
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log = self.root / f"mlflow-server-{self.starts}.log"
+        with log.open("w") as out:
+            self.proc = subprocess.Popen(
+                executable(self.argv), cwd=self.root, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        wait_http(f"{self.uri}/health", self.proc, log)
         # /health passes even when the Host check would refuse every API call: check a real one.
-        r = httpx.get(f"{uri}/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=30)
+        r = httpx.get(f"{self.uri}/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=30)
         assert r.status_code == 200, r.text
-        yield uri
+
+    def stop(self, hard: bool = False) -> None:
+        """SIGKILL (`hard`, a crash) or SIGTERM the server's process group."""
+        if self.proc is None:
+            return
+        if hard and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        stop_process(self.proc, timeout=10)  # it may wait on idle keep-alive connections; nothing to save
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def tracking_server(postgres, tmp_path_factory) -> Iterator[TrackingServer]:
+    """The MLflow server, started; tests may stop and restart it (same port, same store)."""
+    server = TrackingServer(postgres, tmp_path_factory.mktemp("mlflow-server"))
+    try:
+        server.start()
+        yield server
     finally:
-        stop_process(proc, timeout=10)  # it may wait on idle keep-alive connections; nothing to save
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tracking_server: TrackingServer) -> str:
+    """The MLflow server's tracking URI."""
+    return tracking_server.uri

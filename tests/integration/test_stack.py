@@ -5,15 +5,23 @@ train v1 (`seer train --smoke`, a deliberately bad learning rate) → @champion,
 `seer retrain --once` on fresh ETTh1 files → a properly trained v2 wins → @champion moves; an identical
 v3 cannot beat v2 by the job's 50 % margin → @challenger, @champion stays; the scheduler form of the
 command (`seer retrain --jobs FILE`, as compose runs it) starts and stops cleanly on SIGTERM.
-Service hot reload (the running service switching to v2) is not covered here yet.
+
+Hot reload, in the same story: one `seer serve` process (polling every second) runs throughout. It serves
+v1, then switches to v2 while `seer retrain --once` runs, under a steady request loop that must see zero
+failed requests; it stays on v2 when v3 only gets @challenger; a corrupt v4 forced onto @champion is
+refused (v2 serves, `/readyz` shows the refusal, the failure is counted); with the MLflow server killed
+it keeps answering; with the server back on the same port it picks up a good v5.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,7 +29,7 @@ import yaml
 from mlflow import MlflowClient
 
 from .commands import BAD_FIRST_TRAIN_ARGS, executable, seer_retrain, seer_serve, seer_train
-from .conftest import free_port, stop_process, wait_http
+from .conftest import TrackingServer, free_port, stop_process, wait_http
 
 pytestmark = pytest.mark.slow
 MODEL = "itransformer-etth1"
@@ -61,10 +69,13 @@ def test_train_registers_the_champion_on_the_server(stack, trained):
     assert client.get_run(mv.run_id).info.artifact_uri.startswith("mlflow-artifacts:")
 
 
-def test_serve_loads_the_champion_through_the_server(stack, trained):
+@pytest.fixture(scope="module")
+def served(stack, trained):
+    """`seer serve` on @champion for the whole module, checking the alias every second."""
     tmp, env, _ = stack
     port = free_port()
     log = tmp / "serve.log"
+    env = {**env, "SEER_RELOAD_INTERVAL_S": "1", "SEER_RELOAD_BACKOFF_MAX_S": "2"}
     with log.open("w") as out:
         proc = subprocess.Popen(
             executable(seer_serve(f"{MODEL}@champion", "127.0.0.1", port)),
@@ -74,21 +85,78 @@ def test_serve_loads_the_champion_through_the_server(stack, trained):
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    base = f"http://127.0.0.1:{port}"
     try:
-        base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/readyz", proc, log, timeout=240)
-        info = httpx.get(f"{base}/v1/models/{MODEL}", timeout=30).json()
-        assert (str(info["version"]), info["alias"]) == ("1", "champion")
-        ex = info["example_input"]
-        r = httpx.post(
-            f"{base}/v1/models/{MODEL}/forecast",
-            json={"history": ex["history"], "timestamps": ex["timestamps"]},
-            timeout=60,
-        )
-        assert r.status_code == 200, r.text
-        assert len(r.json()["forecast"]) == info["horizon"]
+        yield base, log
     finally:
         stop_process(proc)
+
+
+def example_body(base: str) -> dict:
+    ex = httpx.get(f"{base}/v1/models/{MODEL}", timeout=30).json()["example_input"]
+    return {"history": ex["history"], "timestamps": ex["timestamps"]}
+
+
+def served_version(base: str) -> str:
+    return str(httpx.get(f"{base}/v1/models/{MODEL}", timeout=30).json()["version"])
+
+
+def wait_for(what: str, check, timeout: float = 60.0, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}" + (f":\n{log.read_text()[-3000:]}" if log else ""))
+        time.sleep(0.25)
+
+
+class RequestLoop:
+    """Threads that keep POSTing forecasts, recording (status, version, seconds) per request."""
+
+    def __init__(self, base: str, threads: int = 2) -> None:
+        self.url, self.body = f"{base}/v1/models/{MODEL}/forecast", example_body(base)
+        self.records: list[tuple[int, str, float]] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=30) as client:
+            while not self._stop.is_set():
+                start = time.perf_counter()
+                try:
+                    r = client.post(self.url, json=self.body)
+                    status, version = r.status_code, r.json()["model"]["version"] if r.is_success else r.text
+                except httpx.HTTPError as e:
+                    status, version = -1, repr(e)
+                self.records.append((status, version, time.perf_counter() - start))
+                time.sleep(0.01)
+
+    def __enter__(self) -> RequestLoop:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(60)
+
+    def failures(self) -> list[tuple[int, str, float]]:
+        return [r for r in self.records if r[0] != 200]
+
+
+def test_serve_loads_the_champion_through_the_server(served):
+    base, _ = served
+    info = httpx.get(f"{base}/v1/models/{MODEL}", timeout=30).json()
+    assert (str(info["version"]), info["alias"]) == ("1", "champion")
+    r = httpx.post(f"{base}/v1/models/{MODEL}/forecast", json=example_body(base), timeout=60)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["forecast"]) == info["horizon"]
+    ready = httpx.get(f"{base}/readyz", timeout=30).json()
+    assert ready["reload"][MODEL]["tracking"] == "ok" and ready["reload"][MODEL]["version"] == "1"
 
 
 @pytest.fixture(scope="module")
@@ -115,14 +183,25 @@ def jobs_file(stack):
     return path
 
 
-def test_retrain_once_promotes_a_better_challenger_and_keeps_a_worse_one(stack, trained, jobs_file):
+def test_retrain_once_promotes_a_better_challenger_and_keeps_a_worse_one(stack, served, jobs_file):
     tmp, env, client = stack
-    out = seer(seer_retrain(str(jobs_file), once=True), env, tmp)
+    base, log = served
+    with RequestLoop(base) as loop:  # the running service switches to v2 under load, failing nothing
+        out = seer(seer_retrain(str(jobs_file), once=True), env, tmp)
+        wait_for("the service to serve v2", lambda: served_version(base) == "2", log=log)
+        time.sleep(2)  # and a little after the swap
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-4000:]
     assert f"job promote: promoted, models:/{MODEL}/2 now @champion" in out.stdout
     assert f"job keep: kept, models:/{MODEL}/3 @challenger; @champion stays v2" in out.stdout
     aliases = {k: str(v) for k, v in client.get_registered_model(MODEL).aliases.items()}
     assert aliases == {"champion": "2", "challenger": "3"}
+    assert loop.records and not loop.failures(), loop.failures()[:5]
+    versions = [v for _, v, _ in loop.records]
+    assert set(versions) == {"1", "2"}, set(versions)
+    assert "hot reload: itransformer-etth1 now serves version 2 (was 1)" in log.read_text()
+    # v3 got @challenger only: the service, watching @champion, stays on v2.
+    time.sleep(2)
+    assert served_version(base) == "2"
 
     exp = client.get_experiment_by_name("seer-retrain")
     runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
@@ -159,3 +238,80 @@ def test_the_scheduler_command_runs_and_stops_on_sigterm(stack, jobs_file):
     log = "".join(lines) + rest
     assert proc.returncode == 0, log
     assert "scheduled promote (0 3 * * * UTC): next run" in log and "scheduler stopped" in log
+
+
+def register_copy_of(client: MlflowClient, version: str, tmp: Path, *, corrupt: bool) -> str:
+    """A new version holding `version`'s artifacts, with its weights file cut short when `corrupt`."""
+    import mlflow
+
+    dst = tmp / f"copy-of-v{version}-{'corrupt' if corrupt else 'good'}"
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=client.get_model_version_download_uri(MODEL, version),
+            dst_path=str(dst),
+            tracking_uri=client.tracking_uri,
+        )
+    )
+    if corrupt:
+        (weights,) = local.rglob("weights.safetensors")
+        weights.write_bytes(weights.read_bytes()[:1000])
+    exp = client.get_experiment_by_name("seer-hot-reload") or client.get_experiment(
+        client.create_experiment("seer-hot-reload")
+    )
+    run = client.create_run(exp.experiment_id)
+    client.log_artifacts(run.info.run_id, str(local), "model")
+    client.set_terminated(run.info.run_id)
+    mv = client.create_model_version(MODEL, f"{run.info.artifact_uri}/model", run.info.run_id)
+    shutil.rmtree(dst, ignore_errors=True)
+    return str(mv.version)
+
+
+def refusal(base: str) -> dict | None:
+    return httpx.get(f"{base}/readyz", timeout=30).json()["reload"][MODEL].get("refused")
+
+
+def test_a_corrupt_version_forced_onto_champion_is_refused(stack, served):
+    tmp, _, client = stack
+    base, log = served
+    assert served_version(base) == "2"
+    v4 = register_copy_of(client, "2", tmp, corrupt=True)
+    assert v4 == "4"
+    with RequestLoop(base, threads=1) as loop:
+        client.set_registered_model_alias(MODEL, "champion", v4)
+        refused = wait_for("the refusal of v4 in /readyz", lambda: refusal(base), log=log)
+        time.sleep(1.5)  # a poll or two more: not retried
+    assert refused["version"] == "4" and "weights" in refused["error"]
+    assert not loop.failures() and {v for _, v, _ in loop.records} == {"2"}
+    ready = httpx.get(f"{base}/readyz", timeout=30)
+    assert ready.status_code == 200 and ready.json()["reload"][MODEL]["version"] == "2"
+    metrics = httpx.get(f"{base}/metrics", timeout=30).text
+    assert f'seer_model_reload_failures_total{{model="{MODEL}"}} 1.0' in metrics
+    assert f'seer_model_reloads_total{{model="{MODEL}"}} 1.0' in metrics
+    assert log.read_text().count("refused itransformer-etth1 version 4") == 1
+
+
+def test_the_service_outlives_the_tracking_server_and_reconnects(stack, served, tracking_server: TrackingServer):
+    tmp, _, client = stack
+    base, log = served
+    tracking_server.stop(hard=True)
+    try:
+        with RequestLoop(base, threads=1) as loop:
+            wait_for(
+                "/readyz to report the tracking server unreachable",
+                lambda: httpx.get(f"{base}/readyz", timeout=30).json()["reload"][MODEL]["tracking"] != "ok",
+                timeout=30,
+                log=log,
+            )
+            time.sleep(3)  # several failed polls, backing off
+        assert loop.records and not loop.failures(), loop.failures()[:5]
+        assert {v for _, v, _ in loop.records} == {"2"}
+        assert httpx.get(f"{base}/readyz", timeout=30).status_code == 200
+        assert log.read_text().count("retrying with backoff") == 1  # logged once per change of state
+    finally:
+        tracking_server.start()  # same port, same store
+    v5 = register_copy_of(client, "2", tmp, corrupt=False)
+    client.set_registered_model_alias(MODEL, "champion", v5)
+    wait_for("the service to serve v5 after the server came back", lambda: served_version(base) == v5, log=log)
+    ready = httpx.get(f"{base}/readyz", timeout=30).json()["reload"][MODEL]
+    assert ready["tracking"] == "ok" and "refused" not in ready
+    assert "tracking server reachable again" in log.read_text()
