@@ -25,11 +25,9 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import read, write  # noqa: E402
+from seer.procs import free_port, wait_http  # noqa: E402
 
 RECIPE = MODEL = "itransformer-etth1"
 BASELINE = "mlflow models serve (pyfunc scoring server), same model version, same input window"
@@ -60,12 +59,6 @@ end
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and all its descendants (Linux /proc; 0 elsewhere)."""
     total, todo = 0.0, [pid]
@@ -80,20 +73,6 @@ def tree_cpu_seconds(pid: int) -> float:
         except (OSError, IndexError, ValueError):
             continue
     return total
-
-
-def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} not ready after {timeout:.0f} s")
 
 
 def run_wrk(url: str, body: Path, lua: Path, connections: int, seconds: float, timeout_s: int) -> dict[str, Any]:
@@ -177,7 +156,7 @@ def main() -> int:
             stack.callback(lambda p=proc: (p.terminate(), p.wait(timeout=30)))
             servers.append({"name": name, "proc": proc, "log": log, "ready": ready})
         for s in servers:
-            wait_ready(s["ready"], s["proc"], s["log"])
+            wait_http(s["ready"], s["proc"], s["log"])
         seer, mlflow = servers
         info = httpx.get(f"http://127.0.0.1:{seer_port}/v1/models/{MODEL}").json()
         example, variates = info["example_input"], info["variates"]

@@ -30,7 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import read, write  # noqa: E402
-from bench.service import MODEL, RECIPE, free_port, wait_ready  # noqa: E402
+from bench.service import MODEL, RECIPE  # noqa: E402
+from seer.procs import free_port, wait_http  # noqa: E402
 
 
 def p99(values: list[float]) -> float:
@@ -100,7 +101,7 @@ def main() -> int:
         proc = subprocess.Popen(cmd, cwd=tmp, env=serve_env, stdout=out, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_ready(f"{base}/readyz", proc, log)
+        wait_http(f"{base}/readyz", proc, log)
         ex = httpx.get(f"{base}/v1/models/{MODEL}").json()["example_input"]
         body = {"history": ex["history"], "timestamps": ex["timestamps"]}
 

@@ -10,11 +10,8 @@ import argparse
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
-import time
-from typing import Any
 
 
 def _recipe(args: argparse.Namespace):
@@ -76,43 +73,25 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return retrain(args.jobs, once=args.once)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_ready(client: Any, proc: subprocess.Popen, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the service exited with code {proc.returncode} before it was ready")
-        try:
-            if client.get("/readyz").status_code == 200:
-                return
-        except Exception:  # connection refused while it starts
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"the service was not ready after {timeout:.0f} s")
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     """Train → register → serve → one real forecast over HTTP, printed."""
     import httpx
+
+    from seer.procs import free_port, wait_http
 
     rc = cmd_train(args)
     if rc:
         return rc
     recipe = _recipe(args)
     name = recipe.registered_name
-    port = args.port or _free_port()
+    port = args.port or free_port()
     print(f"\nstarting: seer serve --models {name}@champion --port {port}")
     proc = subprocess.Popen(
         [sys.executable, "-m", "seer", "serve", "--models", f"{name}@champion", "--port", str(port)]
     )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            _wait_ready(client, proc)
+            wait_http(f"http://127.0.0.1:{port}/readyz", proc)
             info = client.get(f"/v1/models/{name}").json()
             example = info.get("example_input") or {}
             body = {"history": example["history"], "timestamps": example["timestamps"]}

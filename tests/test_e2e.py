@@ -2,7 +2,6 @@
 `seer serve` as a real HTTP server on loopback, queried with httpx."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -10,13 +9,9 @@ import time
 import httpx
 import pytest
 
+from seer.procs import free_port
+
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

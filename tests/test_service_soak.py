@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,18 +19,14 @@ import httpx
 import pytest
 from test_service import _history, _stamps, make_bundle
 
+from seer.procs import free_port
+
 pytestmark = pytest.mark.slow
 
 CONCURRENCY = 32
 WARMUP_S = 3.0
 SOAK_S = 20.0
 RSS_BOUND_MB = 50.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_mb(pid: int) -> float:

@@ -13,26 +13,20 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from seer.procs import free_port, wait_http
+
 from .commands import executable, mlflow_server
 
 PG_USER = "seerpg"  # the OS user that owns and runs the cluster when the tests run as root
 DB_USER = DB_NAME = "mlflow"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pg_bin(name: str) -> str | None:
@@ -100,20 +94,6 @@ def postgres() -> Iterator[str]:
             stop = [pg_ctl, "-D", str(data), "-m", "fast", "-w", "-t", "60", "stop"]
             subprocess.run(_as_pg_user(stop), capture_output=True, timeout=90)
         shutil.rmtree(root, ignore_errors=True)
-
-
-def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[:2]} exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(url, timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} not answering 200 after {timeout:.0f} s:\n{log.read_text()[-4000:]}")
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:

@@ -28,8 +28,10 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from seer.procs import free_port, wait_http
+
 from .commands import BAD_FIRST_TRAIN_ARGS, executable, seer_retrain, seer_serve, seer_train
-from .conftest import TrackingServer, free_port, stop_process, wait_http
+from .conftest import TrackingServer, stop_process
 
 pytestmark = pytest.mark.slow
 MODEL = "itransformer-etth1"
