@@ -58,8 +58,8 @@ async def load(url: str, body: dict[str, Any], clients: int, move, before: float
 
     tasks = [asyncio.create_task(client()) for _ in range(clients)]
     await asyncio.sleep(before)
-    marks["moved"] = time.perf_counter()
     await asyncio.to_thread(move)
+    marks["moved"] = time.perf_counter()  # the alias is in the registry from here on
     while "served" not in marks:
         await asyncio.sleep(0.05)
     await asyncio.sleep(after)
@@ -105,10 +105,15 @@ def main() -> int:
         ex = httpx.get(f"{base}/v1/models/{MODEL}").json()["example_input"]
         body = {"history": ex["history"], "timestamps": ex["timestamps"]}
 
-        def move() -> None:
-            from mlflow import MlflowClient
+        from mlflow import MlflowClient
 
-            MlflowClient(uri).set_registered_model_alias(MODEL, "champion", "2")
+        # Made and warmed before the clock runs: importing MLflow and opening the store take seconds
+        # on a loaded machine, which is the benchmark's cost, not the service's.
+        client = MlflowClient(uri)
+        client.get_model_version_by_alias(MODEL, "champion")
+
+        def move() -> None:
+            client.set_registered_model_alias(MODEL, "champion", "2")
 
         url = f"{base}/v1/models/{MODEL}/forecast"
         result = asyncio.run(load(url, body, args.clients, move, args.before, args.after))
