@@ -67,8 +67,10 @@ def service_table() -> str:
     swap = data.get("swap")
     if swap:
         out.append(
-            f"\nHot swap under load: {swap['requests']} requests during the swap, {swap['errors']} errors, "
-            f"p99 {swap['p99_ms_before']:.1f} ms before vs {swap['p99_ms_during']:.1f} ms during."
+            f"\nHot swap under load (`python bench/swap.py`, {swap.get('clients', '?')} clients): {swap['requests']} "
+            f"requests, {swap.get('requests_during', '?')} of them after the alias moved; {swap['errors']} errors; "
+            f"p99 {swap['p99_ms_before']:.1f} ms before vs {swap['p99_ms_during']:.1f} ms during; the new version "
+            f"answered {swap.get('swap_s', '?')} s after the alias moved."
         )
     return "\n".join(out)
 
