@@ -86,8 +86,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     name = recipe.registered_name
     port = args.port or free_port()
     print(f"\nstarting: seer serve --models {name}@champion --port {port}")
+    env = {**os.environ, "SEER_LOG_REQUESTS": "false"}  # the demo prints its own summary of the exchange
     proc = subprocess.Popen(
-        [sys.executable, "-m", "seer", "serve", "--models", f"{name}@champion", "--port", str(port)]
+        [sys.executable, "-m", "seer", "serve", "--models", f"{name}@champion", "--port", str(port)], env=env
     )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
