@@ -148,16 +148,22 @@ class ForecastPredictor:
         if not np.isfinite(history).all():
             raise ValueError("history contains NaN or infinite values")
         x = torch.from_numpy(self.scaler.transform(history.reshape(-1, history.shape[-1])).reshape(history.shape))
-        marks = None
+        marks = future = None
         if self.uses_timestamps:
             if timestamps is None or len(timestamps) != history.shape[0]:
                 raise ValueError("this model uses calendar features: timestamps are required for every history")
             # One call for the whole batch: per-request calls dominated a batched forecast's CPU time.
-            flat = [t for ts in timestamps for t in ts]
-            marks = torch.from_numpy(
-                time_features(flat, self.calendar_freq).reshape(len(timestamps), self.lookback, -1)
+            # The horizon's calendar follows the last timestamp at the training data's step.
+            flat = [t for ts in timestamps for t in (*ts, *self.future_timestamps(ts[-1]))]
+            both = torch.from_numpy(
+                time_features(flat, self.calendar_freq).reshape(len(timestamps), self.lookback + self.horizon, -1)
             )
+            marks, future = both[:, : self.lookback], both[:, self.lookback :]
         device = next(self.model.parameters()).device
-        y = self.model(x.to(device), None if marks is None else marks.to(device))  # [B, H, N] scaled
+        y = self.model(  # [B, H, N] scaled
+            x.to(device),
+            None if marks is None else marks.to(device),
+            None if future is None else future.to(device),
+        )
         y_np = y.float().cpu().numpy().astype(np.float64)
         return self.scaler.inverse(y_np.reshape(-1, y_np.shape[-1])).reshape(y_np.shape)

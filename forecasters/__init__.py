@@ -9,6 +9,8 @@ from typing import Any
 
 from torch import nn
 
+from forecasters.informer.config import InformerConfig
+from forecasters.informer.model import Informer
 from forecasters.itransformer.config import ITransformerConfig
 from forecasters.itransformer.model import ITransformer
 
@@ -32,6 +34,14 @@ class ModelSpec:
 
 
 REGISTRY: dict[str, ModelSpec] = {
+    "informer": ModelSpec(
+        name="informer",
+        task="forecast",
+        config_cls=InformerConfig,
+        model_cls=Informer,
+        paper="Zhou et al., Informer: Beyond Efficient Transformer for Long Sequence Time-Series Forecasting, "
+        "AAAI 2021",
+    ),
     "itransformer": ModelSpec(
         name="itransformer",
         task="forecast",

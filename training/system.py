@@ -34,18 +34,20 @@ class SeerSystem(L.LightningModule):
         )
         self.test_windows = 0
 
-    def forward(self, x: torch.Tensor, x_mark: torch.Tensor | None = None) -> torch.Tensor:
-        return self.model(x, x_mark)
+    def forward(
+        self, x: torch.Tensor, x_mark: torch.Tensor | None = None, y_mark: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.model(x, x_mark, y_mark)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        x, x_mark, y, _ = batch
-        loss = F.mse_loss(self(x, x_mark), y)
+        x, x_mark, y, y_mark = batch
+        loss = F.mse_loss(self(x, x_mark, y_mark), y)
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=x.shape[0])
         return loss
 
     def _eval_step(self, batch, split: str) -> None:
-        x, x_mark, y, _ = batch
-        pred, y = self(x, x_mark).reshape(-1), y.reshape(-1)  # every element of every window counts
+        x, x_mark, y, y_mark = batch
+        pred, y = self(x, x_mark, y_mark).reshape(-1), y.reshape(-1)  # every element of every window counts
         self.metrics[f"{split}_mse"].update(pred, y)
         self.metrics[f"{split}_mae"].update(pred, y)
         if split == "test":

@@ -3,10 +3,12 @@
 from core.nn.attention import MultiHeadAttention
 from core.nn.encoder import TransformerEncoder, TransformerEncoderLayer
 from core.nn.norm import LayerNorm, RMSNorm, SeriesNorm
+from core.nn.probsparse import ProbSparseAttention
 from core.nn.rope import RotaryEmbedding
 
 __all__ = [
     "MultiHeadAttention",
+    "ProbSparseAttention",
     "TransformerEncoder",
     "TransformerEncoderLayer",
     "SeriesNorm",

@@ -20,13 +20,23 @@ _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"gelu": F.gel
 
 
 class TransformerEncoderLayer(nn.Module):
+    """`attention` replaces the default full multi-head attention (e.g. Informer's ProbSparse); it is
+    called as `attention(x, **attn_kwargs)` and must map [B, T, D] to [B, T, D]."""
+
     def __init__(
-        self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.1, activation: str = "gelu", impl: str = "auto"
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float = 0.1,
+        activation: str = "gelu",
+        impl: str = "auto",
+        attention: nn.Module | None = None,
     ):
         super().__init__()
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
-        self.attn = MultiHeadAttention(d_model, n_heads, dropout=dropout, impl=impl)
+        self.attn = attention if attention is not None else MultiHeadAttention(d_model, n_heads, dropout, impl)
         self.ff_in = nn.Linear(d_model, d_ff)
         self.ff_out = nn.Linear(d_ff, d_model)
         self.norm1 = LayerNorm(d_model, impl=impl)
@@ -34,17 +44,9 @@ class TransformerEncoderLayer(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.act = _ACTIVATIONS[activation]
 
-    def forward(
-        self,
-        x: torch.Tensor,  # [B, T, D]
-        *,
-        attn_bias: torch.Tensor | None = None,
-        causal: bool = False,
-        key_padding_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        x = self.norm1(
-            x + self.drop(self.attn(x, attn_bias=attn_bias, causal=causal, key_padding_mask=key_padding_mask))
-        )
+    def forward(self, x: torch.Tensor, **attn_kwargs) -> torch.Tensor:  # [B, T, D] -> [B, T, D]
+        """`attn_kwargs` go to the attention (MultiHeadAttention: attn_bias, causal, key_padding_mask)."""
+        x = self.norm1(x + self.drop(self.attn(x, **attn_kwargs)))
         y = self.drop(self.ff_out(self.drop(self.act(self.ff_in(x)))))  # [B, T, D]
         return self.norm2(x + y)
 

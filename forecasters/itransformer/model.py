@@ -51,8 +51,12 @@ class ITransformer(nn.Module):
         """The model reads calendar features, so callers must send timestamps."""
         return self.config.n_marks > 0
 
-    def forward(self, x: torch.Tensor, x_mark: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, L, N] (scaled), x_mark [B, L, F] -> forecast [B, H, N] in the units of x."""
+    def forward(
+        self, x: torch.Tensor, x_mark: torch.Tensor | None = None, y_mark: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x [B, L, N] (scaled), x_mark [B, L, F] -> forecast [B, H, N] in the units of x.
+
+        `y_mark` (the horizon's calendar, which decoder models read) is accepted and not used."""
         c = self.config
         if x.dim() != 3 or x.shape[1] != c.lookback or x.shape[2] != c.n_variates:
             raise ValueError(f"expected x of shape [B, {c.lookback}, {c.n_variates}], got {tuple(x.shape)}")

@@ -44,11 +44,16 @@ def sample_keys(
 
 
 def query_sparsity(q: torch.Tensor, k: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """M [B, H, Lq] (fp32): max minus Lk-normalised sum of each query's sampled dot products."""
+    """M [B, H, Lq] (fp32): max minus Lk-normalised sum of each query's sampled dot products.
+
+    Memory O(Lq · S · D) for the gathered keys, S ~ ln Lk; never the [Lq, Lk] score matrix.
+    """
+    b, h, lq, d = q.shape
     lk = k.shape[-2]
-    k_sample = k.float()[:, :, index]  # [B, H, Lq, S, D]: O(Lq · S) memory, S ~ ln Lk
-    qk = torch.matmul(q.float().unsqueeze(-2), k_sample.transpose(-2, -1)).squeeze(-2)  # [B, H, Lq, S]
-    return qk.max(dim=-1).values - qk.sum(dim=-1) / lk
+    with torch.no_grad():  # M only ranks queries: no gradient flows through it
+        k_sample = k.float().index_select(2, index.reshape(-1)).view(b, h, lq, -1, d)  # [B, H, Lq, S, D]
+        qk = torch.matmul(q.float().unsqueeze(-2), k_sample.transpose(-2, -1)).squeeze(-2)  # [B, H, Lq, S]
+        return qk.max(dim=-1).values - qk.sum(dim=-1) / lk
 
 
 def select_queries(m: torch.Tensor, u: int) -> torch.Tensor:
