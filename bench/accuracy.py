@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS, read, write  # noqa: E402
+from bench.common import RESULTS, commit, read, write  # noqa: E402
 
 PAPER = "Liu et al., iTransformer, ICLR 2024, Table 10 (full results), lookback 96"
 INFORMER_TODAY_SOURCE = "Wu et al., TimesNet, ICLR 2023, Table 13 (Informer, TSLib), lookback 96"
@@ -168,6 +168,8 @@ def main() -> int:
                 "max_epochs": recipe.trainer.max_epochs,
                 "train_seconds": round(time.perf_counter() - t0, 1),
                 "seed": recipe.trainer.seed,
+                "commit": commit(),
+                "command": " ".join(["python", *sys.argv]),
                 "paper": {"mse": paper_mse, "mae": paper_mae, "source": source},
                 "mse_vs_paper": round(m["test_mse"] / paper_mse - 1, 4),
             }

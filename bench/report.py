@@ -22,25 +22,53 @@ def accuracy_table() -> str:
     if not rows:
         return "_No accuracy results yet: run `python bench/accuracy.py`._"
     out = [
-        "| model | dataset | H | MSE | paper MSE | MAE | paper MAE | test windows | epochs |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | protocol | dataset | lookback | H | MSE | anchor MSE | MAE | anchor MAE | test windows | epochs |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    by_ds: dict[str, list[dict]] = {}
+    groups: dict[str, list[dict]] = {}
     for r in rows:
+        protocol = r.get("protocol", "today")
         out.append(
-            f"| {r['model']} | {r['dataset']} | {r['horizon']} | {r['mse']:.3f} | {r['paper']['mse']:.3f} | "
-            f"{r['mae']:.3f} | {r['paper']['mae']:.3f} | {r['test_windows']} | {r.get('epochs', '')} |"
+            f"| {r['model']} | {protocol} | {r['dataset']} | {r['lookback']} | {r['horizon']} | {r['mse']:.3f} | "
+            f"{r['paper']['mse']:.3f} | {r['mae']:.3f} | {r['paper']['mae']:.3f} | {r['test_windows']} | "
+            f"{r.get('epochs', '')} |"
         )
-        by_ds.setdefault(f"{r['model']} | {r['dataset']}", []).append(r)
-    for key, rs in by_ds.items():
-        if len(rs) == 4:
+        groups.setdefault(f"{r['model']} | {protocol} | {r['dataset']}", []).append(r)
+    for key, rs in groups.items():
+        if len(rs) == 4 and key.split(" | ")[1] == "today":
             avg = lambda f, rs=rs: sum(f(r) for r in rs) / len(rs)  # noqa: E731
             out.append(
-                f"| {key} | avg | **{avg(lambda r: r['mse']):.3f}** | {avg(lambda r: r['paper']['mse']):.3f} | "
+                f"| {key} | | avg | **{avg(lambda r: r['mse']):.3f}** | {avg(lambda r: r['paper']['mse']):.3f} | "
                 f"**{avg(lambda r: r['mae']):.3f}** | {avg(lambda r: r['paper']['mae']):.3f} | | |"
             )
     out.append("")
-    out.append(f"Measured on {data.get('machine')} at commit `{data.get('commit')}` with `{data.get('command')}`.")
+    sources = sorted({(r["model"], r.get("protocol", "today"), r["paper"]["source"]) for r in rows})
+    out += [f"- anchor for {m} ({p}): {src}" for m, p, src in sources]
+    commands = sorted({(r.get("commit", data.get("commit")), r.get("command", data.get("command"))) for r in rows})
+    out.append(f"- measured on {data.get('machine')}; commits and commands:")
+    out += [f"  - `{c}`: `{cmd}`" for c, cmd in commands]
+    return "\n".join(out)
+
+
+def probsparse_table() -> str:
+    data = read("probsparse")
+    rows = data.get("results", [])
+    if not rows:
+        return "_No ProbSparse results yet: run `python bench/probsparse.py`._"
+    keys = [k for k in rows[0] if not isinstance(rows[0][k], (dict, list))]
+    out = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for r in rows:
+        cells = [f"{r.get(k):.3g}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in keys]
+        out.append("| " + " | ".join(cells) + " |")
+    for key, value in data.items():
+        if key not in ("results", "commit", "machine", "command") and not isinstance(value, (dict, list)):
+            out.append(f"\n{key}: {value}")
+    if isinstance(data.get("growth"), dict):
+        out.append(
+            "\ngrowth exponents (slope of log y vs log L): "
+            + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in data["growth"].items())
+        )
+    out += ["", f"Measured on {data.get('machine')} at commit `{data.get('commit')}` with `{data.get('command')}`."]
     return "\n".join(out)
 
 
@@ -97,7 +125,12 @@ def kernels_table() -> str:
     return "\n".join(out)
 
 
-TABLES = {"accuracy": accuracy_table, "service": service_table, "kernels": kernels_table}
+TABLES = {
+    "accuracy": accuracy_table,
+    "service": service_table,
+    "kernels": kernels_table,
+    "probsparse": probsparse_table,
+}
 
 
 def main() -> int:
