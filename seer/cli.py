@@ -49,10 +49,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_recipes(args: argparse.Namespace) -> int:
     from training.recipes import RECIPES
 
-    print(f"{'recipe':22s} {'model':14s} {'dataset':8s} {'task':9s} L/H")
+    width = max(len("recipe"), *(len(name) for name in RECIPES)) + 1
+    print(f"{'recipe':{width}s} {'model':14s} {'dataset':8s} {'task':9s} L/H")
     for name in sorted(RECIPES):
         r = RECIPES[name]()
-        print(f"{name:22s} {r.model:14s} {r.data.dataset:8s} {r.task:9s} {r.data.lookback}/{r.data.horizon}")
+        print(f"{name:{width}s} {r.model:14s} {r.data.dataset:8s} {r.task:9s} {r.data.lookback}/{r.data.horizon}")
     return 0
 
 
