@@ -124,6 +124,7 @@ def main() -> int:
     ap.add_argument("--resume", action="store_true", help="keep rows already measured")
     ap.add_argument("--max-epochs", type=int, default=None, help="cap on epochs (default: the recipe's)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--precision", default=None, help="Lightning precision, e.g. bf16-mixed (default: the recipe's)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
@@ -148,6 +149,8 @@ def main() -> int:
             trainer = replace(recipe.trainer, progress_bar=False)
             if args.max_epochs:
                 trainer = replace(trainer, max_epochs=args.max_epochs)
+            if args.precision:
+                trainer = replace(trainer, precision=args.precision)
             recipe = replace(recipe, experiment="bench-accuracy", trainer=trainer)
             t0 = time.perf_counter()
             result = train(recipe, register=False, uri=f"sqlite:///{store}/mlflow.db")
@@ -166,6 +169,7 @@ def main() -> int:
                 "epochs": int(m["epochs"]),
                 "best_epoch": int(m["best_epoch"]),
                 "max_epochs": recipe.trainer.max_epochs,
+                "precision": recipe.trainer.precision,
                 "train_seconds": round(time.perf_counter() - t0, 1),
                 "seed": recipe.trainer.seed,
                 "commit": commit(),
