@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -284,7 +285,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
 
-    t0 = time.perf_counter()
+    t0, load_start = time.perf_counter(), os.getloadavg()
     rows, skipped = run("cpu", args.quick)
     if torch.cuda.is_available():
         cuda_rows, cuda_skipped = run("cuda", args.quick)
@@ -297,6 +298,9 @@ def main() -> None:
         "extra bytes over what was live before the call; CUDA: max_memory_allocated - memory_allocated before",
         "time_method": "CPU: min over repeats (1 when a call takes > 5 s); CUDA: triton do_bench median",
         "seconds": round(time.perf_counter() - t0, 1),
+        # 1/5/15-minute load averages: above the 2 threads used, other work shared the cores and the CPU
+        # times are inflated (memory figures are unaffected: they count bytes, not seconds).
+        "load_average": {"start": [round(x, 2) for x in load_start], "end": [round(x, 2) for x in os.getloadavg()]},
         "results": rows,
         "skipped": skipped,
         "ratios": ratio_rows,
