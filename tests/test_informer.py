@@ -208,3 +208,12 @@ def test_smoke_recipe_registers_and_serves_with_timestamps_required(tracking):
         body = r.json()
         assert len(body["forecast"]) == info["horizon"] and len(body["forecast"][0]) == 7
         assert body["timestamps"][0] == (start + timedelta(hours=lookback)).isoformat()
+
+
+def test_head_dims_past_the_kernel_tiles_refuse_explicit_triton():
+    from core.ops.dispatch import KernelUnavailableError
+
+    q, k, v = qkv(lq=8, lk=8, d=160)
+    with pytest.raises(KernelUnavailableError, match="head dim"):
+        probsparse_attention(q, k, v, impl="triton")
+    assert probsparse_attention(q, k, v, impl="auto").shape == (2, 3, 8, 160)  # auto: the reference

@@ -13,7 +13,7 @@ import importlib.util
 
 import torch
 
-from core.ops.dispatch import register_triton, resolve_impl
+from core.ops.dispatch import KernelUnavailableError, register_triton, requested_impl, resolve_impl
 from core.ops.probsparse.reference import (
     _check,
     lazy_context,
@@ -25,8 +25,20 @@ from core.ops.probsparse.reference import (
     sparse_attention_reference,
 )
 
-if importlib.util.find_spec("triton") is not None and importlib.util.find_spec("core.ops.probsparse.triton"):
+# find_spec, not `import triton`: see core/ops/attention/__init__.py for why triton is imported lazily.
+if importlib.util.find_spec("triton") is not None:
     register_triton("probsparse")
+
+_MAX_HEAD_DIM = 128  # the Triton kernels' tiles stop here (mirrors core/ops/probsparse/triton.py)
+
+
+def _choose(q: torch.Tensor, v: torch.Tensor, impl: str | None) -> str:
+    """The dispatcher's choice, except that head dims past the kernels' tiles stay on the reference."""
+    if requested_impl(impl) != "reference" and max(q.shape[-1], v.shape[-1]) > _MAX_HEAD_DIM:
+        if requested_impl(impl) == "triton":
+            raise KernelUnavailableError(f"impl='triton' for 'probsparse': head dim > {_MAX_HEAD_DIM}")
+        return resolve_impl("probsparse", q.device, "reference")
+    return resolve_impl("probsparse", q.device, impl)
 
 
 def probsparse_attention(
@@ -42,7 +54,7 @@ def probsparse_attention(
     impl: str | None = None,
 ) -> torch.Tensor:
     """ProbSparse attention over `[B, H, L, D]` inputs -> `[B, H, Lq, Dv]`; see the reference module."""
-    if resolve_impl("probsparse", q.device, impl) == "triton":
+    if _choose(q, v, impl) == "triton":
         from core.ops.probsparse.triton import probsparse_attention_triton
 
         _check(q, k, v, causal)
