@@ -50,28 +50,6 @@ def accuracy_table() -> str:
     return "\n".join(out)
 
 
-def probsparse_table() -> str:
-    data = read("probsparse")
-    rows = data.get("results", [])
-    if not rows:
-        return "_No ProbSparse results yet: run `python bench/probsparse.py`._"
-    keys = [k for k in rows[0] if not isinstance(rows[0][k], (dict, list))]
-    out = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    for r in rows:
-        cells = [f"{r.get(k):.3g}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in keys]
-        out.append("| " + " | ".join(cells) + " |")
-    for key, value in data.items():
-        if key not in ("results", "commit", "machine", "command") and not isinstance(value, (dict, list)):
-            out.append(f"\n{key}: {value}")
-    if isinstance(data.get("growth"), dict):
-        out.append(
-            "\ngrowth exponents (slope of log y vs log L): "
-            + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in data["growth"].items())
-        )
-    out += ["", f"Measured on {data.get('machine')} at commit `{data.get('commit')}` with `{data.get('command')}`."]
-    return "\n".join(out)
-
-
 def service_table() -> str:
     data = read("service")
     load = data.get("load", [])
@@ -122,6 +100,44 @@ def kernels_table() -> str:
             f"{r['ratio']:.2f} |"
         )
     out += ["", f"Measured on {data.get('machine')} at commit `{data.get('commit')}` with `{data.get('command')}`."]
+    return "\n".join(out)
+
+
+def probsparse_table() -> str:
+    data = read("probsparse")
+    rows = data.get("results", [])
+    if not rows:
+        return "_No ProbSparse results yet: run `python bench/probsparse.py`._"
+    out = [f"**{data['note']}.**", ""] if data.get("note") else []
+    cell = {(r["method"], r["pass"], r["L"]): r for r in rows}
+    methods = sorted({r["method"] for r in rows}, key=["probsparse", "probsparse_triton", "full", "sdpa"].index)
+    head = " | ".join(f"{m} ms | {m} MiB" for m in methods)
+    out += [f"| L | pass | {head} |", "|---:|---|" + "---:|" * 2 * len(methods)]
+    for L in sorted({r["L"] for r in rows}):
+        for pass_ in ("fwd", "fwd+bwd"):
+            cells = []
+            for m in methods:
+                r = cell.get((m, pass_, L))
+                cells += [f"{r['ms']:.1f}", f"{r['peak_mib']:.1f}"] if r else ["skipped", "skipped"]
+            out.append(f"| {L} | {pass_} | " + " | ".join(cells) + " |")
+    growth = [g for g in data.get("growth", []) if g.get("pass") == "fwd"]
+    if growth:
+        ref = growth[0]
+        fits = ", ".join(f"{g['method']} L^{g['memory_exponent']:.2f}" for g in growth)
+        out += [
+            "",
+            f"Peak memory grows as {fits} (forward; over this range L·ln L fits L^{ref['L_log_L_exponent']:.2f} "
+            "and L² is L^2). Full attention at L=16384 is skipped: "
+            + "; ".join(sorted({s["reason"] for s in data.get("skipped", [])}))
+            + ".",
+        ]
+    out += [
+        "",
+        f"{data.get('memory_method', '')}. Timing: {data.get('time_method', '')}; the machine's load average was "
+        f"{data.get('load_average', {}).get('start', ['?'])[0]} while it ran (other jobs), so the memory columns "
+        "are the solid figures.",
+        f"Measured on {data.get('machine')} at commit `{data.get('commit')}` with `{data.get('command')}`.",
+    ]
     return "\n".join(out)
 
 
