@@ -2,12 +2,14 @@
 
 from core.nn.attention import MultiHeadAttention
 from core.nn.encoder import TransformerEncoder, TransformerEncoderLayer
+from core.nn.moe import MoEFeedForward
 from core.nn.norm import LayerNorm, RMSNorm, SeriesNorm
 from core.nn.probsparse import ProbSparseAttention
 from core.nn.rope import RotaryEmbedding
 
 __all__ = [
     "MultiHeadAttention",
+    "MoEFeedForward",
     "ProbSparseAttention",
     "TransformerEncoder",
     "TransformerEncoderLayer",
