@@ -16,63 +16,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from triton_tier import CUDA, DEVICE, interpret, rel_rms, triton  # noqa: F401  (interpreter set-up first)
 
-CUDA = torch.cuda.is_available()
-DEVICE = "cuda" if CUDA else "cpu"
-ROOT = Path(__file__).resolve().parents[2]
+from core.nn.moe import MoEFeedForward
+from core.ops.dispatch import KernelUnavailableError, used_impls
+from core.ops.moe import moe_swiglu, route_topk
+from core.ops.moe.reference import moe_swiglu_reference
+from core.ops.moe.triton import moe_swiglu_triton
 
-# As in test_attention_triton.py: triton.language's helpers are made interpreted or compiled at the first
-# `import triton`, so the interpreter is switched on before it and the variable put back right after.
-if not CUDA and "triton" not in sys.modules:
-    _saved = os.environ.get("TRITON_INTERPRET")
-    os.environ["TRITON_INTERPRET"] = "1"
-    try:
-        pytest.importorskip("triton")
-        import triton.language  # noqa: F401
-    finally:
-        if _saved is None:
-            del os.environ["TRITON_INTERPRET"]
-        else:
-            os.environ["TRITON_INTERPRET"] = _saved
-triton = pytest.importorskip("triton")
-
-from triton.runtime.interpreter import InterpretedFunction  # noqa: E402
-
-from core.nn.moe import MoEFeedForward  # noqa: E402
-from core.ops.dispatch import KernelUnavailableError, used_impls  # noqa: E402
-from core.ops.moe import moe_swiglu, route_topk  # noqa: E402
-from core.ops.moe.reference import moe_swiglu_reference  # noqa: E402
-from core.ops.moe.triton import moe_swiglu_triton  # noqa: E402
-
-INTERPRETER_READY = isinstance(triton.language.zeros, InterpretedFunction)
 FP32_TOL = 1e-5  # measured <= 3.1e-7 on these shapes (interpreter); the rest is headroom for GPU order/TF32x3
+ROOT = Path(__file__).resolve().parents[2]
 GRAD_NAMES = ("dx", "dweights", "dw_gate", "dw_up", "dw_down")
 
 
-@pytest.fixture(autouse=True)
-def _interpret(request, monkeypatch):
-    if CUDA or request.node.name == "test_interpreter_tier_in_a_fresh_process":
-        return
-    if not INTERPRETER_READY:
-        pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set: covered by the fresh-process test")
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-
-
-if not (CUDA or INTERPRETER_READY):
-
-    @pytest.mark.interpret
-    def test_interpreter_tier_in_a_fresh_process():
-        """When an earlier test module imported triton first (compiled mode), rerun this file where it is not."""
-        env = {**os.environ, "TRITON_INTERPRET": "1"}
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
-        assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
-
-
-def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double(), b.double()
-    denom = b.norm().item()
-    return (a - b).norm().item() / (denom if denom > 0 else 1.0)
+# Every test in this file runs its kernels in the interpreter on CPU (compiled on CUDA).
+pytestmark = pytest.mark.usefixtures("interpret")
 
 
 def make(t, e, k, d, f, dtype=torch.float32, empty=(), seed=0):

@@ -8,37 +8,13 @@ reference's autograd. Errors are relative RMS, ||a - b|| / ||b||, per tensor.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from triton_tier import CUDA, DEVICE, interpret, rel_rms, triton  # noqa: F401  (interpreter set-up first)
 
-CUDA = torch.cuda.is_available()
-DEVICE = "cuda" if CUDA else "cpu"
-
-# triton.language's own @jit helpers are made interpreted or compiled at the first `import triton`, so the
-# interpreter must be switched on before it (see tests/ops/test_attention_triton.py, which does the same).
-if not CUDA and "triton" not in sys.modules:
-    _saved = os.environ.get("TRITON_INTERPRET")
-    os.environ["TRITON_INTERPRET"] = "1"
-    try:
-        pytest.importorskip("triton")
-        import triton.language  # noqa: F401
-    finally:
-        if _saved is None:
-            del os.environ["TRITON_INTERPRET"]
-        else:
-            os.environ["TRITON_INTERPRET"] = _saved
-triton = pytest.importorskip("triton")
-
-from triton.runtime.interpreter import InterpretedFunction  # noqa: E402
-
-from core.ops.attention.reference import attention_reference  # noqa: E402
-from core.ops.dispatch import used_impls  # noqa: E402
-from core.ops.probsparse import (  # noqa: E402
+from core.ops.attention.reference import attention_reference
+from core.ops.dispatch import used_impls
+from core.ops.probsparse import (
     n_sampled,
     probsparse_attention,
     probsparse_attention_reference,
@@ -47,41 +23,17 @@ from core.ops.probsparse import (  # noqa: E402
     select_queries,
     sparse_attention_reference,
 )
-from core.ops.probsparse.triton import (  # noqa: E402
+from core.ops.probsparse.triton import (
     probsparse_attention_triton,
     query_sparsity_triton,
 )
 
-INTERPRETER_READY = isinstance(triton.language.zeros, InterpretedFunction)
 FP32_TOL = 1e-5  # measured <= 4e-7 (out, dq, dk, dv) on these shapes
 M_TOL = 1e-6  # measured <= 1.1e-7: the same fp32 dot products, summed in another order
 
 
-@pytest.fixture(autouse=True)
-def _interpret(request, monkeypatch):
-    if CUDA or request.node.name == "test_interpreter_tier_in_a_fresh_process":
-        return
-    if not INTERPRETER_READY:
-        pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set: covered by the fresh-process test")
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-
-
-if not (CUDA or INTERPRETER_READY):
-    # Defined only when needed (not skipped otherwise): the CPU tier must show no skips but `gpu`.
-
-    @pytest.mark.interpret
-    def test_interpreter_tier_in_a_fresh_process():
-        """When an earlier test module imported triton first (compiled mode), rerun this file where it is not."""
-        env = {**os.environ, "TRITON_INTERPRET": "1"}
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=Path(__file__).parents[2])
-        assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
-
-
-def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double(), b.double()
-    denom = b.norm().item()
-    return (a - b).norm().item() / (denom if denom > 0 else 1.0)
+# Every test in this file runs its kernels in the interpreter on CPU (compiled on CUDA).
+pytestmark = pytest.mark.usefixtures("interpret")
 
 
 def make(b, h, lq, lk, d, dv=None, dtype=torch.float32, seed=0):
