@@ -13,6 +13,8 @@ from forecasters.informer.config import InformerConfig
 from forecasters.informer.model import Informer
 from forecasters.itransformer.config import ITransformerConfig
 from forecasters.itransformer.model import ITransformer
+from forecasters.moirai_moe.config import MoiraiMoEConfig
+from forecasters.moirai_moe.model import MoiraiMoE
 
 TASKS = ("forecast", "denoise", "classify", "rollout")
 
@@ -48,6 +50,14 @@ REGISTRY: dict[str, ModelSpec] = {
         config_cls=ITransformerConfig,
         model_cls=ITransformer,
         paper="Liu et al., iTransformer: Inverted Transformers Are Effective for Time Series Forecasting, ICLR 2024",
+    ),
+    "moirai_moe": ModelSpec(
+        name="moirai_moe",
+        task="forecast",
+        config_cls=MoiraiMoEConfig,
+        model_cls=MoiraiMoE,
+        paper="Liu et al., Moirai-MoE: Empowering Time Series Foundation Models with Sparse Mixture of Experts, "
+        "arXiv:2410.10469, 2024",
     ),
 }
 

@@ -1,0 +1,4 @@
+from forecasters.moirai_moe.config import MoiraiMoEConfig
+from forecasters.moirai_moe.model import MoiraiMoE
+
+__all__ = ["MoiraiMoE", "MoiraiMoEConfig"]
