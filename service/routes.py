@@ -15,11 +15,11 @@ from pydantic import ValidationError
 
 from service.batcher import QueueFull
 from service.errors import ServiceError
-from service.forecast import check_request
 from service.metrics import CONTENT_TYPE
 from service.middleware import OPEN_PATHS_NOTE
 from service.schemas import ErrorBody, ForecastRequest, ForecastResponse, Health, ModelInfo, ModelList, Readiness
 from service.store import LoadedModel, ModelStore
+from service.validation import check_request
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "malformed request framing (e.g. a non-integer Content-Length)"},
@@ -74,6 +74,12 @@ def model_info(m: LoadedModel, with_example: bool = True) -> ModelInfo:
         freq=p.calendar_freq,
         step_seconds=p.step_seconds,
         uses_timestamps=p.uses_timestamps,
+        quantiles=p.probabilistic,
+        probabilistic=p.probabilistic,
+        max_horizon=p.max_horizon,
+        any_variates=p.any_variates,
+        max_variates=p.max_variates,
+        allows_missing=p.allows_missing,
         source=m.source,
         metrics=p.meta.get("metrics"),
         example_input=(p.example_input or None) if with_example else None,

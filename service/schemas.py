@@ -18,18 +18,24 @@ class ModelRefOut(BaseModel):
 
 
 class ForecastRequest(BaseModel):
-    history: list[list[float]] = Field(
-        description="L rows of N values (one per variate, in the model's variate order), original units, oldest first"
+    history: list[list[float | None]] = Field(
+        description="L rows of N values (one per variate, in the model's variate order; any N up to max_variates "
+        "for any-variate models), original units, oldest first; null marks a missing value where the model "
+        "allows_missing (point models need finite numbers)"
     )
     timestamps: list[Annotated[str, Field(max_length=64)]] | None = Field(
         default=None,
         description="L ISO-8601 timestamps, one per history row; required when the model uses calendar features",
     )
     quantiles: list[float] | None = Field(
-        default=None, description="quantile levels in (0, 1); only probabilistic models accept them"
+        default=None,
+        description="quantile levels strictly inside (0, 1), increasing, at most 20 (e.g. [0.1, 0.5, 0.9]); "
+        "only probabilistic models accept them",
     )
     horizon: int | None = Field(
-        default=None, ge=1, description="how many steps to return, at most the model's horizon (default: all of them)"
+        default=None,
+        ge=1,
+        description="how many steps to return, at most the model's max_horizon (default: its horizon)",
     )
 
     model_config = {
@@ -40,12 +46,15 @@ class ForecastRequest(BaseModel):
 
 
 class ForecastResponse(BaseModel):
-    forecast: list[list[float]] = Field(description="H rows of N values, original units")
+    forecast: list[list[float]] = Field(
+        description="H rows of N values, original units; for probabilistic models the median of the sample paths"
+    )
     timestamps: list[str] | None = Field(
         default=None, description="the H timestamps after the last given one (null when none were given)"
     )
     quantiles: dict[str, list[list[float]]] | None = Field(
-        default=None, description="level -> H×N forecast; null for point models"
+        default=None,
+        description='requested level as a decimal string (e.g. "0.1") -> H×N forecast; null when none were asked',
     )
     model: ModelRefOut
 
@@ -58,11 +67,16 @@ class ModelInfo(BaseModel):
     model: str = Field(description="the architecture (registry key), e.g. itransformer")
     lookback: int
     horizon: int
-    variates: list[str]
+    variates: list[str] = Field(description="the variates in the model's order; empty for any-variate models")
     freq: str = Field(description="calendar-feature frequency (t, h, d), empty when the model uses none")
-    step_seconds: int
+    step_seconds: int | None = Field(description="seconds between rows; null when the model fixes none")
     uses_timestamps: bool
     quantiles: bool = Field(default=False, description="whether the model serves quantile forecasts")
+    probabilistic: bool = Field(default=False, description="same as `quantiles`: forecasts from sample paths")
+    max_horizon: int = Field(description="the longest `horizon` a request may ask for")
+    any_variates: bool = Field(default=False, description="a history may hold any number of variates")
+    max_variates: int = Field(description="the most variates a history may hold (= len(variates) when fixed)")
+    allows_missing: bool = Field(default=False, description="null/NaN in history marks a missing value")
     source: str
     metrics: dict[str, Any] | None = None
     example_input: dict[str, Any] | None = Field(default=None, description="a valid forecast request body")

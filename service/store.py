@@ -40,28 +40,53 @@ class LoadedModel:
 def warm_up(predictor: ForecastPredictor) -> None:
     """One prediction on the bundle's example input (so the first request is not the slow one), which also
     validates the model: the example must fit its lookback × variates, the forecast must be horizon ×
-    variates and finite. Raises ValueError otherwise (a hot reload then refuses the version)."""
+    variates and finite. Probabilistic models run the path the service uses (seeded quantiles, whose order
+    must follow the levels). Raises ValueError otherwise (a hot reload then refuses the version)."""
     example = predictor.example_input
-    L, H, N = predictor.lookback, predictor.horizon, len(predictor.variates)
+    L, H = predictor.lookback, predictor.horizon
     history = example.get("history")
-    if history is None:  # a synthetic window at the scaler's mean
-        history = np.broadcast_to(predictor.scaler.mean, (L, N))
-    x = np.asarray(history, dtype=np.float64)
-    if x.shape != (L, N):
-        raise ValueError(f"example input is {' × '.join(map(str, x.shape))}, the metadata says {L} × {N}")
+    if history is None:  # a synthetic window: at the scaler's mean, or a ramp for instance-scaled models
+        if predictor.scaler is None:
+            history = np.linspace(0.0, 1.0, L)[:, None].repeat(max(1, len(predictor.variates)), axis=1)
+        else:
+            history = np.broadcast_to(predictor.scaler.mean, (L, len(predictor.variates)))
+    x = np.asarray(history, dtype=np.float64)  # null entries (missing values) become NaN
+    N = x.shape[1] if predictor.any_variates and x.ndim == 2 else len(predictor.variates)
+    if x.shape != (L, N) or not 1 <= N <= predictor.max_variates:
+        want = f"{L} × N, 1 <= N <= {predictor.max_variates}" if predictor.any_variates else f"{L} × {N}"
+        raise ValueError(f"example input is {' × '.join(map(str, x.shape))}, the metadata says {want}")
+    if predictor.probabilistic:
+        _warm_up_quantiles(predictor, x)
+        return
     stamps: list[datetime] | None = None
     if predictor.uses_timestamps:
         raw = example.get("timestamps")
         if raw:
             stamps = [datetime.fromisoformat(t) for t in raw]
         else:
-            step = timedelta(seconds=predictor.step_seconds)
+            step = timedelta(seconds=predictor.step_seconds or 0)
             stamps = [datetime(2020, 1, 1) + step * k for k in range(L)]
     out = np.asarray(predictor.predict(x[None], None if stamps is None else [stamps]))
     if out.shape != (1, H, N):
         raise ValueError(f"warm-up forecast has shape {out.shape}, the metadata says (1, {H}, {N})")
     if not np.isfinite(out).all():
         raise ValueError("warm-up forecast on the example input is not finite")
+
+
+def _warm_up_quantiles(predictor: ForecastPredictor, x: np.ndarray) -> None:
+    """Quantiles at the default horizon: shape, finiteness, order; and max_horizon within the model's own."""
+    bound = getattr(predictor.model, "max_horizon", None)
+    if isinstance(bound, int) and predictor.max_horizon > bound:
+        raise ValueError(f"the metadata's max_horizon {predictor.max_horizon} exceeds the model's {bound}")
+    levels = [0.1, 0.5, 0.9]
+    H, N = predictor.horizon, x.shape[1]
+    out = np.asarray(predictor.predict_quantiles(x[None], levels))
+    if out.shape != (1, H, N, len(levels)):
+        raise ValueError(f"warm-up quantiles have shape {out.shape}, the metadata says (1, {H}, {N}, {len(levels)})")
+    if not np.isfinite(out).all():
+        raise ValueError("warm-up quantiles on the example input are not finite")
+    if (np.diff(out, axis=-1) < 0).any():
+        raise ValueError("warm-up quantiles on the example input decrease with the level")
 
 
 class ModelStore:
