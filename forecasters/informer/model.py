@@ -13,6 +13,7 @@ Legend: B batch, L lookback, S = label_len, H horizon, N variates, F calendar fe
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +22,7 @@ from torch import nn
 from core.nn import LayerNorm, MultiHeadAttention, ProbSparseAttention, TransformerEncoderLayer
 from forecasters.informer.config import InformerConfig
 
-_ACT = {"gelu": F.gelu, "relu": F.relu}
+_ACT: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"gelu": F.gelu, "relu": F.relu}
 
 
 def sinusoid(length: int, d_model: int, device: torch.device | None = None) -> torch.Tensor:
