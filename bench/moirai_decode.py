@@ -1,0 +1,416 @@
+"""Moirai-MoE sample-path decoding, KV cache vs full recompute → bench/results/decode.json.
+
+Baseline: full recompute per patch step (uni2ts). `MoiraiMoE.forecast_samples(..., use_cache=False)` re-runs
+the whole sequence (context + every patch decoded so far, for every sample path) at each patch step, as
+uni2ts' Moirai-MoE does; `use_cache=True` (ours) encodes the context once, repeats its KV cache per sample
+path and runs only the N new tokens per step. Same model, same input, same `torch.Generator` seed, so both
+paths make the same draws and the sample paths must agree: the bench fails unless max |cached − recompute|
+is below 1e-4 of the series' scale (per variate: the standard deviation of its context, which is the
+model's instance scale), max over variates.
+
+Rows: {"model": "moirai_moe", "preset", "device", "dtype", "context", "horizon", "num_samples",
+"n_variates", "cached_s", "recompute_s", "speedup" = recompute_s / cached_s, "max_abs_diff", ...}.
+- Weights are randomly initialised (`torch.manual_seed`): decoding time does not depend on training, only
+  on the shapes (the random routing spreads tokens over the experts roughly evenly).
+- CPU: the `cpu()` preset (4 layers, d_model 128, 8 experts of width 256, top-2, patch 16), context = the
+  preset's lookback (512), horizon 720 (45 patch steps), 100 sample paths, batch 1, fp32, N = 1 and N = 7,
+  torch with 2 threads. CUDA adds the `small()` preset (the paper's Small) on the GPU.
+- Wall clock after a short warm-up decode of both paths, with the process CPU time beside it. The cached
+  decode runs up to 3 times (while the runs total < 30 s) and `cached_s` is the median run (of two, the
+  faster); the recompute runs once. On 2 cores shared with
+  other jobs the times swing (2 torch threads wait on each other when a core is taken): `load_average`
+  records the machine's load, `cached_runs_s` the spread.
+- Time budget (`--budget-s`, default 480 s for the whole bench). Full recompute grows with the sequence
+  (a step at patch index c runs (c + 1)·N·S tokens), so it can exceed the budget on CPU. Phase 1 runs every
+  row's cached decode and times single recompute steps ("probes") at the first, middle and last sequence
+  lengths; from them each row's full recompute time is predicted. Phase 2 runs the real
+  `forecast_samples(use_cache=False)`: in full for every row that fits (cheapest first, unused time
+  passes to the next row), else for the first K patch steps only. Such a row is labelled
+  `"recompute_extrapolated": true`: `recompute_s` = the measured time of the first K steps + the predicted
+  time of the remaining steps, from a quadratic fit (a + b·T + c·T², T = tokens per path) of the per-step
+  times measured in that run and the probes (which span the whole range, so the fit interpolates);
+  `recompute_measured_s` and `recompute_steps_measured` hold the measured part, and its `max_abs_diff`
+  compares the first K·P horizon steps only. Fully measured rows also carry the probe prediction
+  (`recompute_predicted_s`), a check of the estimator.
+- The headline `speedup` is the first row's (the `cpu()` preset with N = 1).
+
+    python bench/moirai_decode.py [--quick] [--budget-s 480] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import write  # noqa: E402
+from forecasters.moirai_moe.config import MoiraiMoEConfig  # noqa: E402
+from forecasters.moirai_moe.model import MoiraiMoE, instance_scale, patchify, token_ids  # noqa: E402
+
+BASELINE = "full recompute per patch step (uni2ts)"
+CPU_THREADS = 2
+CACHED_RUNS, CACHED_REPEAT_S = 3, 30.0  # cached decodes: up to 3 while they have taken < 30 s in all
+TOLERANCE = 1e-4  # max |cached − recompute| / series scale
+PRESETS: dict[str, Callable[..., MoiraiMoEConfig]] = {
+    "tiny": MoiraiMoEConfig.tiny,
+    "cpu": MoiraiMoEConfig.cpu,
+    "small": MoiraiMoEConfig.small,
+}
+Case = tuple[str, int]  # (preset, n_variates)
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _timed(fn: Callable[[], Any], dev: torch.device) -> tuple[Any, float, float]:
+    """(result, wall seconds, process CPU seconds) of one call."""
+    _sync(dev)
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    _sync(dev)
+    return out, time.perf_counter() - t0, time.process_time() - c0
+
+
+def model_for(preset: str, horizon: int, dev: torch.device, seed: int) -> MoiraiMoE:
+    """The preset with random weights (seeded), max_horizon raised to `horizon` where needed, eval mode."""
+    base = PRESETS[preset]()
+    config = PRESETS[preset](max_horizon=max(base.max_horizon, horizon))
+    torch.manual_seed(seed)
+    return MoiraiMoE(config).to(dev).eval()
+
+
+def series(context: int, n_variates: int, dev: torch.device, seed: int) -> torch.Tensor:
+    """x [1, context, N]: per variate a daily-like and a weekly-like sine, a level and noise (seeded)."""
+    gen = torch.Generator().manual_seed(seed)
+    t = torch.arange(context, dtype=torch.float64)[:, None]
+    v = torch.arange(n_variates, dtype=torch.float64)[None, :]
+    x = (
+        (1.0 + v) * torch.sin(2 * math.pi * t / 24 + v)
+        + 0.5 * torch.sin(2 * math.pi * t / 168)
+        + 3.0 * v
+        + 0.3 * torch.randn(context, n_variates, generator=gen, dtype=torch.float64)
+    )
+    return x[None].float().to(dev)
+
+
+class Prober:
+    """Times single full-recompute patch steps: one step at sequence length c patches (context C plus the
+    decoded ones) runs what `MoiraiMoE._decode(use_cache=False)` runs per step — encode the whole sequence
+    of c·N tokens for all B·S paths, the mixture head on the last N, a draw, the embedding of the drawn
+    patch — on the real tokens (the context, then the cached run's sample paths)."""
+
+    def __init__(self, model: MoiraiMoE, x: torch.Tensor, paths: torch.Tensor, gen: torch.Generator):
+        self.model, self.gen, self.dev = model, gen, x.device
+        p, n = model.config.patch_size, x.shape[2]
+        b, s, h, _ = paths.shape
+        with torch.no_grad():
+            loc, scale = instance_scale(x, model.config.scale_eps)
+            ctx, _, _ = patchify((x - loc) / scale, p)
+            ctx_tokens = model.embed(ctx, ~torch.isnan(ctx)).repeat_interleave(s, 0)  # [B·S, C·N, D]
+            y = ((paths - loc[:, None]) / scale[:, None]).reshape(b * s, h, n)
+            y = torch.nn.functional.pad(y, (0, 0, 0, -h % p))
+            hp = y.shape[1] // p
+            fut = y.reshape(b * s, hp, p, n).transpose(2, 3).reshape(b * s, hp * n, p)
+            fut_tokens = model.embed(fut, torch.ones_like(fut, dtype=torch.bool))
+        self.tokens = torch.cat([ctx_tokens, fut_tokens], dim=1)
+        self.n, self.c0 = n, ctx.shape[1] // n
+        self.variate_id, self.time_id = token_ids(self.tokens.shape[1] // n, n, device=self.dev)
+
+    @torch.no_grad()
+    def step(self, patches: int) -> float:
+        """Wall seconds of one recompute step over a sequence of `patches` patches per variate."""
+        t = patches * self.n
+
+        def run() -> None:
+            h, _ = self.model.encode(self.tokens[:, :t], self.variate_id[:t], self.time_id[:t])
+            patch = self.model.head(h[:, -self.n :]).sample(self.gen)
+            self.model.embed(patch, torch.ones_like(patch, dtype=torch.bool))
+
+        return _timed(run, self.dev)[1]
+
+
+@contextmanager
+def step_times(model: MoiraiMoE, dev: torch.device) -> Iterator[list[tuple[int, float]]]:
+    """Records (tokens per path, wall seconds) for each `encode` call after the first (the context's) while
+    active: in the recompute path one call per patch step, the time since the previous call's return being
+    that step (draw, embedding, encode). Syncs CUDA at each call, so only used for truncated runs."""
+    record: list[tuple[int, float]] = []
+    inner = model.encode
+    last = [0.0]
+
+    def encode(tokens: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        out = inner(tokens, *args, **kwargs)
+        _sync(dev)
+        now = time.perf_counter()
+        if last[0]:
+            record.append((tokens.shape[1], now - last[0]))
+        last[0] = now
+        return out
+
+    model.encode = encode  # type: ignore[method-assign]
+    try:
+        yield record
+    finally:
+        del model.encode
+
+
+def _fit(points: list[tuple[int, float]]) -> Callable[[float], float]:
+    """Least-squares a + b·T + c·T² through (T, seconds); linear below 3 distinct T; floored at 0."""
+    ts = np.array([p[0] for p in points], dtype=float)
+    ys = np.array([p[1] for p in points], dtype=float)
+    deg = min(2, len(set(ts.tolist())) - 1)
+    coef = np.polyfit(ts, ys, deg) if deg > 0 else np.array([ys.mean()])
+    return lambda t: max(float(np.polyval(coef, t)), 0.0)
+
+
+def _prepare(case: Case, dev: torch.device, context: int | None, horizon: int, num_samples: int, seed: int):
+    """Phase 1 for one row: warm-up, the timed cached decode, recompute probes and the prediction."""
+    preset, n = case
+    model = model_for(preset, horizon, dev, seed)
+    c = model.config
+    context = context or c.lookback
+    x = series(context, n, dev, seed)
+
+    def gen() -> torch.Generator:
+        return torch.Generator(device=dev).manual_seed(seed)
+
+    warm = min(horizon, 2 * c.patch_size)
+    for use_cache in (True, False):  # allocator, first-call dispatch, both code paths
+        model.forecast_samples(x, horizon=warm, num_samples=num_samples, generator=gen(), use_cache=use_cache)
+    runs: list[tuple[float, float]] = []  # (wall, CPU) seconds of each cached decode
+    while len(runs) < CACHED_RUNS and (not runs or sum(r[0] for r in runs) < CACHED_REPEAT_S):
+        cached, wall, cpu = _timed(
+            lambda: model.forecast_samples(x, horizon=horizon, num_samples=num_samples, generator=gen()), dev
+        )
+        runs.append((wall, cpu))
+    cached_s, cached_cpu = sorted(runs)[(len(runs) - 1) // 2]  # the median run (the lower of two)
+    steps = math.ceil(horizon / c.patch_size)  # patch steps; steps − 1 of them encode
+    c0 = math.ceil(context / c.patch_size)
+    prober = Prober(model, x, cached, gen())
+    lengths = sorted({c0 + 1, c0 + (steps + 1) // 2, c0 + steps - 1}) if steps > 1 else []
+    probes = [(length * n, prober.step(length)) for length in lengths]
+    # Context encode (B rows) and the final draw are small; the prediction counts the encode steps.
+    fit = _fit(probes) if probes else (lambda t: 0.0)
+    predicted = sum(fit((c0 + j + 1) * n) for j in range(steps - 1))
+    return {
+        "case": case,
+        "model": model,
+        "x": x,
+        "gen": gen,
+        "cached": cached,
+        "cached_s": cached_s,
+        "cached_cpu_s": cached_cpu,
+        "cached_runs_s": [r[0] for r in runs],
+        "steps": steps,
+        "c0": c0,
+        "context": context,
+        "probes": probes,
+        "predicted": predicted,
+    }
+
+
+def _recompute(prep: dict[str, Any], dev: torch.device, horizon: int, num_samples: int, allot: float):
+    """Phase 2 for one row: the real recompute decode, in full or for the first K patch steps."""
+    model, x, n, steps, c0 = prep["model"], prep["x"], prep["case"][1], prep["steps"], prep["c0"]
+    p = model.config.patch_size
+    if prep["predicted"] <= allot:
+        k = steps
+    else:  # the most patch steps whose predicted time fits (at least 2: one recompute encode)
+        fit = _fit(prep["probes"])
+        k, spent = 1, 0.0
+        while k < steps:
+            spent += fit((c0 + k) * n)
+            if spent > allot:
+                break
+            k += 1
+        k = max(2, min(k, steps - 1))
+    h = min(horizon, k * p)
+
+    def run() -> torch.Tensor:
+        return model.forecast_samples(x, horizon=h, num_samples=num_samples, generator=prep["gen"](), use_cache=False)
+
+    if k == steps:
+        slow, seconds, cpu = _timed(run, dev)
+        total, measured_steps = seconds, []
+    else:
+        with step_times(model, dev) as measured_steps:
+            slow, seconds, cpu = _timed(run, dev)
+        fit = _fit(prep["probes"] + measured_steps)
+        total = seconds + sum(fit((c0 + j + 1) * n) for j in range(k - 1, steps - 1))
+    diff = (prep["cached"][:, :, :h] - slow).abs()  # [B, S, h, N]
+    _, scale = instance_scale(x, model.config.scale_eps)  # [B, 1, N]
+    per_variate = diff.amax(dim=(1, 2)) / scale[:, 0]  # [B, N]
+    return {
+        "recompute_s": total,
+        "recompute_measured_s": seconds,
+        "recompute_cpu_s": cpu,
+        "steps_measured": k,
+        "horizon_compared": h,
+        "max_abs_diff": float(diff.max()),
+        "rel_diff": float(per_variate.max()),
+        "finite": bool(torch.isfinite(slow).all() and torch.isfinite(prep["cached"]).all()),
+    }
+
+
+def run(
+    cases: list[Case],
+    device: str = "cpu",
+    context: int | None = None,
+    horizon: int = 720,
+    num_samples: int = 100,
+    budget_s: float = 480.0,
+    seed: int = 0,
+    threads: int = CPU_THREADS,
+) -> list[dict[str, Any]]:
+    """Benchmark rows (in `cases` order) for the given (preset, n_variates) cases; see the module docstring.
+    `context` None = each preset's lookback; `threads`: torch CPU threads while it runs."""
+    dev = torch.device(device)
+    before = torch.get_num_threads()
+    if dev.type == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        t0 = time.perf_counter()
+        preps = [_prepare(case, dev, context, horizon, num_samples, seed) for case in cases]
+        outcome: dict[int, dict[str, Any]] = {}
+        order = sorted(range(len(preps)), key=lambda i: preps[i]["predicted"])
+        for done, i in enumerate(order):  # cheapest first: time a row leaves unused passes to the next
+            remaining = budget_s - (time.perf_counter() - t0)
+            allot = remaining / (len(order) - done)
+            outcome[i] = _recompute(preps[i], dev, horizon, num_samples, allot)
+        return [_row(preps[i], outcome[i], dev, horizon, num_samples) for i in range(len(preps))]
+    finally:
+        torch.set_num_threads(before)
+
+
+def _row(prep: dict[str, Any], out: dict[str, Any], dev: torch.device, horizon: int, num_samples: int):
+    preset, n = prep["case"]
+    model = prep["model"]
+    extrapolated = out["steps_measured"] < prep["steps"]
+    row: dict[str, Any] = {
+        "model": "moirai_moe",
+        "preset": preset,
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "dtype": "fp32",
+        "context": prep["context"],
+        "horizon": horizon,
+        "num_samples": num_samples,
+        "n_variates": n,
+        "batch": 1,
+        "patch_steps": prep["steps"],
+        "params": sum(p.numel() for p in model.parameters()),
+        "cached_s": round(prep["cached_s"], 4),
+        "recompute_s": round(out["recompute_s"], 4),
+        "speedup": round(out["recompute_s"] / prep["cached_s"], 2),
+        "max_abs_diff": float(f"{out['max_abs_diff']:.3e}"),
+        "rel_diff": float(f"{out['rel_diff']:.3e}"),
+        "agree": out["finite"] and out["rel_diff"] < TOLERANCE,
+        "horizon_compared": out["horizon_compared"],
+        "cached_cpu_s": round(prep["cached_cpu_s"], 3),
+        "cached_runs_s": [round(v, 4) for v in prep["cached_runs_s"]],
+        "recompute_cpu_s": round(out["recompute_cpu_s"], 3),
+        "recompute_extrapolated": extrapolated,
+        "recompute_steps_measured": out["steps_measured"],
+        "recompute_measured_s": round(out["recompute_measured_s"], 4),
+        "recompute_predicted_s": round(prep["predicted"], 3),
+        "probe_steps_s": [[t, round(s, 4)] for t, s in prep["probes"]],
+    }
+    if extrapolated:
+        row["recompute_cpu_s_note"] = f"CPU time of the measured {out['steps_measured']} patch steps only"
+    return row
+
+
+def payload(rows: list[dict[str, Any]], budget_s: float, seconds: float, load: dict[str, Any], quick: bool):
+    """The decode.json body (bench.common.write adds commit, machine and command)."""
+    head = rows[0]
+    extrapolated = [r for r in rows if r["recompute_extrapolated"]]
+    note = (
+        "randomly initialised weights (seeded): decoding time depends on the shapes, not on training. "
+        f"Wall clock after a warm-up; cached_s = median of up to {CACHED_RUNS} cached decodes (cached_runs_s), "
+        f"recompute timed once; {CPU_THREADS} torch threads on CPU, on a machine shared with other jobs "
+        "(see load_average; *_cpu_s is this process's CPU time). "
+        f"Sample paths compared elementwise: agree = max|cached - recompute| / series scale < {TOLERANCE:g}."
+    )
+    if extrapolated:
+        names = ", ".join(
+            f"{r['preset']} N={r['n_variates']} ({r['recompute_steps_measured']} of {r['patch_steps']} steps)"
+            for r in extrapolated
+        )
+        note += (
+            f" EXTRAPOLATED recompute_s for {names}: the budget ({budget_s:g} s) did not allow the full recompute, "
+            "so the first K patch steps were measured (recompute_measured_s) and the rest predicted from a "
+            "quadratic fit of per-step times (that run's steps + single-step probes up to the last length); "
+            "max_abs_diff there covers the first K patches (horizon_compared)."
+        )
+    return {
+        "speedup": head["speedup"],
+        "main_row": f"results[0]: preset {head['preset']}, N={head['n_variates']}, {head['device']}",
+        "results": rows,
+        "baseline": BASELINE,
+        "note": note,
+        "budget_s": budget_s,
+        "seconds": round(seconds, 1),
+        "quick": quick,
+        "load_average": load,
+    }
+
+
+COLUMNS = [
+    "preset",
+    "device",
+    "n_variates",
+    "horizon",
+    "num_samples",
+    "cached_s",
+    "recompute_s",
+    "speedup",
+    "max_abs_diff",
+    "rel_diff",
+    "recompute_extrapolated",
+]
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    widths = [max(len(c), 8) for c in COLUMNS]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True))]
+    lines += ["  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(COLUMNS, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="horizon 96, 20 sample paths")
+    parser.add_argument("--budget-s", type=float, default=480.0, help="time budget for the whole bench")
+    args = parser.parse_args()
+    horizon, num_samples = (96, 20) if args.quick else (720, 100)
+    cases: list[Case] = [("cpu", 1), ("cpu", 7)]
+    if torch.device(args.device).type == "cuda":
+        cases += [("small", 1), ("small", 7)]
+
+    t0, load_start = time.perf_counter(), os.getloadavg()
+    rows = run(cases, args.device, None, horizon, num_samples, args.budget_s)
+    load = {"start": [round(v, 2) for v in load_start], "end": [round(v, 2) for v in os.getloadavg()]}
+    body = payload(rows, args.budget_s, time.perf_counter() - t0, load, args.quick)
+    print(table(rows))
+    print(body["note"])
+    print(f"wrote {write('decode', body)}")
+    bad = [r for r in rows if not r["agree"]]
+    if bad:
+        sys.exit(f"cached and recomputed sample paths disagree: {[(r['preset'], r['n_variates']) for r in bad]}")
+
+
+if __name__ == "__main__":
+    main()
