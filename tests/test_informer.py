@@ -155,6 +155,24 @@ def test_decoder_self_attention_is_causal_probsparse_and_cross_attention_full():
     assert type(layer.cross_attn).__name__ == "MultiHeadAttention"
     assert all(type(e.attn).__name__ == "ProbSparseAttention" and not e.attn.mix for e in model.encoder)
     assert type(Informer(tiny(attn="full")).encoder[0].attn).__name__ == "MultiHeadAttention"
+    assert all(e.attn.mix for e in Informer(tiny(mix_encoder=True)).encoder)  # TSLib's layout
+
+
+def test_mix_reads_heads_first_output_as_positions():
+    # The official "mix": the [B, H, L, E] attention output is viewed as [B, L, H·E] without a transpose.
+    from core.nn import ProbSparseAttention
+
+    torch.manual_seed(0)
+    plain, mixed = ProbSparseAttention(8, 2, 5), ProbSparseAttention(8, 2, 5, mix=True)
+    mixed.load_state_dict(plain.state_dict())
+    for m in (plain, mixed):
+        m.out_proj.weight.data = torch.eye(8)
+        m.out_proj.bias.data.zero_()
+    x = torch.randn(1, 4, 8)
+    with torch.no_grad():
+        heads_last = plain.eval()(x)  # [1, L, H·E], heads side by side per position
+        heads_first = heads_last.view(1, 4, 2, 4).transpose(1, 2)  # back to [1, H, L, E]
+        torch.testing.assert_close(mixed.eval()(x), heads_first.reshape(1, 4, 8))
 
 
 def test_training_forward_is_random_but_reproducible_under_a_seed():

@@ -27,6 +27,7 @@ class InformerConfig(ConfigMixin):
     attn: str = "prob"  # encoder and decoder self-attention: "prob" (ProbSparse) or "full"
     distil: bool = True  # self-attention distilling between encoder layers (halves the length)
     mix: bool = True  # the official decoder's "mix" reshape of its self-attention output
+    mix_encoder: bool = False  # the same reshape in the encoder's ProbSparse layers (as TSLib's Informer does)
     sample_seed: int = 0  # key-sampling seed in eval mode (training draws from the global RNG)
     attn_impl: str = "auto"  # core.ops dispatch: auto | triton | reference
 

@@ -123,7 +123,9 @@ class Informer(nn.Module):
     def _self_attention(c: InformerConfig, layer: int) -> nn.Module | None:
         if c.attn == "full":
             return None  # the encoder layer's default full multi-head attention
-        return ProbSparseAttention(c.d_model, c.n_heads, c.factor, sample_seed=c.sample_seed + layer, impl=c.attn_impl)
+        return ProbSparseAttention(
+            c.d_model, c.n_heads, c.factor, mix=c.mix_encoder, sample_seed=c.sample_seed + layer, impl=c.attn_impl
+        )
 
     @property
     def uses_timestamps(self) -> bool:
