@@ -134,6 +134,7 @@ def main() -> int:
 
     from training.run import train
 
+    started_at = commit()  # the code the rows were measured with (HEAD can move while a long run trains)
     anchors, source = ANCHORS[(args.model, args.protocol)]
     datasets = args.datasets or sorted({d for d, _ in anchors})
     horizons = args.horizons or sorted({h for _, h in anchors})
@@ -172,7 +173,7 @@ def main() -> int:
                 "precision": recipe.trainer.precision,
                 "train_seconds": round(time.perf_counter() - t0, 1),
                 "seed": recipe.trainer.seed,
-                "commit": commit(),
+                "commit": started_at,
                 "command": " ".join(["python", *sys.argv]),
                 "paper": {"mse": paper_mse, "mae": paper_mae, "source": source},
                 "mse_vs_paper": round(m["test_mse"] / paper_mse - 1, 4),
