@@ -6,6 +6,8 @@ Seer service uses, so `mlflow models serve` and `seer serve` give the same numbe
 
 Input: a DataFrame with one column per variate (L rows, original units) and, for models that use
 calendar features, a `date` column; or a dict `{"history": [[..N] × L], "timestamps": [ISO × L]}`.
+Any-variate models (no fixed variate names, e.g. corpus-pretrained Moirai-MoE) take every column but
+`date`, in the frame's order.
 Output: a DataFrame of H rows, `date` (when known) + one column per variate.
 """
 
@@ -31,16 +33,19 @@ class SeerForecastModel(PythonModel):
         if isinstance(model_input, dict):
             history = np.asarray(model_input["history"], dtype=np.float64)
             stamps = model_input.get("timestamps")
+            names = p.variates or [str(j) for j in range(history.shape[-1] if history.ndim else 0)]
         else:
             frame = pd.DataFrame(model_input)
             missing = [v for v in p.variates if v not in frame.columns]
             if missing:
                 raise ValueError(f"input lacks variate columns {missing}; expected {p.variates}")
-            history = frame[p.variates].to_numpy(dtype=np.float64)
+            columns = p.variates or [c for c in frame.columns if c != "date"]  # any-variate: all but date
+            history = frame[columns].to_numpy(dtype=np.float64)
+            names = [str(c) for c in columns]
             stamps = frame["date"].astype(str).tolist() if "date" in frame.columns else None
         timestamps = [[datetime.fromisoformat(str(s)) for s in stamps]] if stamps is not None else None
         forecast = p.predict(history[None], timestamps)[0]  # [H, N]
-        out = pd.DataFrame(forecast, columns=p.variates)
+        out = pd.DataFrame(forecast, columns=names)
         if timestamps is not None:
             out.insert(0, "date", [d.isoformat() for d in p.future_timestamps(timestamps[0][-1])])
         return out

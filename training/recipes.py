@@ -2,6 +2,12 @@
 
 `seer train RECIPE --set trainer.max_epochs=3 --set data.horizon=192` picks a recipe and applies
 dotted overrides; MLflow logs the resolved result. Defaults follow the official code of each paper.
+
+Two kinds of recipe: a dataset recipe (`data` a `ForecastDataConfig`: one dataset, its protocol split
+and scaler) and a corpus-pretraining recipe (`corpus` set, `data` a `training.pretrain.
+PretrainDataConfig`: batches from the pretraining mixture, early stopping on held-out val windows,
+optionally a dense `warmup` for centroid routing). Override sections: model., data., trainer., and
+corpus. / warmup. for corpus recipes.
 """
 
 from __future__ import annotations
@@ -12,16 +18,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from data.corpus import DEFAULT_MIXTURE, ZERO_SHOT_EXCLUDE, CorpusConfig
 from data.windows import ForecastDataConfig
 from forecasters import get_spec
 from forecasters.informer import InformerConfig
 from forecasters.itransformer import ITransformerConfig
+from forecasters.moirai_moe import MoiraiMoEConfig
+from training.pretrain import PretrainDataConfig, WarmupConfig
+
+MONITORS = ("val_mse", "val_mae", "val_nll")  # what early stopping can watch (val_nll: probabilistic models)
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainerConfig:
     max_epochs: int = 10
-    patience: int = 3  # early stopping on val MSE
+    patience: int = 3  # early stopping on `monitor`
     lr: float = 1e-4
     lr_decay: float = 0.5  # lr × decay after every epoch (the official "type1" schedule)
     seed: int = 2021
@@ -31,12 +42,18 @@ class TrainerConfig:
     limit_val_batches: int | float = 1.0
     limit_test_batches: int | float = 1.0
     progress_bar: bool = True
+    monitor: str = "val_mse"  # early stopping and best weights: val_mse | val_mae | val_nll (probabilistic)
+    gradient_clip_val: float | None = None  # clip the gradient norm (None: no clipping)
 
     def __post_init__(self) -> None:
         if self.max_epochs < 1 or self.patience < 1:
             raise ValueError("max_epochs and patience must be >= 1")
         if self.lr <= 0:
             raise ValueError("lr must be > 0")
+        if self.monitor not in MONITORS:
+            raise ValueError(f"monitor must be one of {MONITORS}, got {self.monitor!r}")
+        if self.gradient_clip_val is not None and self.gradient_clip_val <= 0:
+            raise ValueError("gradient_clip_val must be > 0 or None")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,18 +61,26 @@ class Recipe:
     name: str
     model: str  # forecasters.REGISTRY key
     model_config: Any
-    data: ForecastDataConfig
+    data: ForecastDataConfig | PretrainDataConfig
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     registered_name: str = ""  # MLflow registry name, "<model>-<dataset>"
     experiment: str = "seer"
     description: str = ""
+    corpus: CorpusConfig | None = None  # set: pretrain on the corpus mixture (data is a PretrainDataConfig)
+    warmup: WarmupConfig | None = None  # dense warm-up for centroid routing (corpus recipes, router "centroid")
+
+    def __post_init__(self) -> None:
+        if (self.corpus is not None) != isinstance(self.data, PretrainDataConfig):
+            raise ValueError("a corpus recipe needs data=PretrainDataConfig, and PretrainDataConfig needs a corpus")
+        if self.warmup is not None and self.corpus is None:
+            raise ValueError("warmup is for corpus recipes only")
 
     @property
     def task(self) -> str:
         return get_spec(self.model).task
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "model": self.model,
             "registered_name": self.registered_name,
@@ -64,6 +89,11 @@ class Recipe:
             "data": self.data.to_dict(),
             "trainer": dataclasses.asdict(self.trainer),
         }
+        if self.corpus is not None:
+            out["corpus"] = dataclasses.asdict(self.corpus)
+        if self.warmup is not None:
+            out["warmup"] = self.warmup.to_dict()
+        return out
 
 
 # Width of iTransformer per (dataset, horizon) in the official scripts
@@ -109,6 +139,9 @@ def informer_ett(dataset: str, horizon: int | None = None, protocol: str = "toda
         horizon = horizon or 96
         lookback, label_len, factor, dropout, epochs = 96, 48, 3, 0.1, 10
         suffix, source = "", "TSLib scripts (lookback 96, label 48, factor 3)"
+        # TSLib's ProbAttention returns [B, H, L, E] and its AttentionLayer views that as [B, L, H·E]:
+        # every ProbSparse layer "mixes", the encoder's too (Informer2020 mixes in the decoder only).
+        mix_encoder = True
     elif protocol == "original":
         table = INFORMER_ORIGINAL.get(dataset)
         if table is None:
@@ -117,6 +150,7 @@ def informer_ett(dataset: str, horizon: int | None = None, protocol: str = "toda
         if horizon not in table:
             raise ValueError(f"original protocol horizons for {dataset} are {sorted(table)}, got {horizon}")
         (lookback, label_len, factor), dropout, epochs = table[horizon], 0.05, 6
+        mix_encoder = False
         suffix, source = "-original", f"official Informer2020 script (lookback {lookback}, label {label_len})"
     else:
         raise ValueError(f"protocol must be 'today' or 'original', got {protocol!r}")
@@ -125,12 +159,79 @@ def informer_ett(dataset: str, horizon: int | None = None, protocol: str = "toda
         name=name,
         model="informer",
         model_config=InformerConfig(
-            lookback=lookback, horizon=horizon, label_len=label_len, factor=factor, dropout=dropout
+            lookback=lookback,
+            horizon=horizon,
+            label_len=label_len,
+            factor=factor,
+            dropout=dropout,
+            mix_encoder=mix_encoder,
         ),
         data=ForecastDataConfig(dataset=dataset, lookback=lookback, horizon=horizon, batch_size=32, calendar_freq="h"),
         trainer=TrainerConfig(max_epochs=epochs, patience=3, lr=1e-4),
         registered_name=name,
         description=f"Informer on {dataset}, horizon {horizon}, {source}",
+    )
+
+
+# Moirai-MoE pretraining on the corpus (data.corpus): ETT, weather and exchange_rate train rows plus
+# the KernelSynth and seasonal generators, in DEFAULT_MIXTURE proportions. Every window has a fixed
+# context L and horizon H (the served lookback and point horizon; sampled quantiles reach
+# max_horizon); early stopping on the NLL of held-out windows of the val splits.
+# "tiny": the CPU model (MoiraiMoEConfig.cpu(): 4 layers, D 128, 8 experts × 256, top-2; centroid
+#   router after a one-epoch dense warm-up), L 256 (16 patches of 16), H 64 (4 patches). An epoch is
+#   1600 windows (~54 batches of 32 once grouped by variate count); warm-up + 10 epochs take well under
+#   an hour on 2 CPU cores (measured: forecasters/moirai_moe/README.md, "Training").
+# "small": the paper's Small (6 layers, D 384, 32 experts × 512) for one GPU in bf16, L 512, H 64.
+MOIRAI_WINDOW: dict[str, tuple[int, int]] = {"tiny": (256, 64), "small": (512, 64)}  # (L, H)
+
+
+def moirai_moe(size: str = "tiny", zero_shot: bool = False) -> Recipe:
+    """Moirai-MoE pretrained on the corpus mixture: `size` "tiny" (CPU) or "small" (GPU, the paper's
+    Small); `zero_shot` keeps `ZERO_SHOT_EXCLUDE` (weather, exchange_rate) out of training and validation."""
+    if size not in MOIRAI_WINDOW:
+        raise ValueError(f"size must be one of {sorted(MOIRAI_WINDOW)}, got {size!r}")
+    exclude = ZERO_SHOT_EXCLUDE if zero_shot else ()
+    lookback, horizon = MOIRAI_WINDOW[size]
+    window: dict[str, Any] = dict(context_length=(lookback, lookback), horizon=(horizon, horizon))
+    if size == "tiny":
+        model_config = MoiraiMoEConfig.cpu(router="centroid")
+        data = PretrainDataConfig(lookback=lookback, horizon=horizon, batch_size=32, eval_windows=8)
+        corpus = CorpusConfig(sources=dict(DEFAULT_MIXTURE), exclude=exclude, epoch_size=1_600, **window)
+        warmup = WarmupConfig(epochs=1, centroid_batches=16)
+        trainer = TrainerConfig(
+            max_epochs=8, patience=3, lr=1e-3, lr_decay=0.85, monitor="val_nll", gradient_clip_val=1.0, seed=0
+        )
+        what = "CPU model (4 layers, D 128, 8 experts, top-2)"
+    else:
+        model_config = MoiraiMoEConfig.small(router="centroid")
+        data = PretrainDataConfig(lookback=lookback, horizon=horizon, batch_size=128, eval_windows=64, num_workers=4)
+        corpus = CorpusConfig(sources=dict(DEFAULT_MIXTURE), exclude=exclude, epoch_size=25_600, **window)
+        warmup = WarmupConfig(epochs=2, centroid_batches=32)
+        trainer = TrainerConfig(
+            max_epochs=40,
+            patience=5,
+            lr=1e-3,
+            lr_decay=0.93,
+            monitor="val_nll",
+            gradient_clip_val=1.0,
+            seed=0,
+            accelerator="gpu",
+            precision="bf16-mixed",
+        )
+        what = "the paper's Small (6 layers, D 384, 32 experts × 512, top-2) on one GPU, bf16"
+    name = f"moirai-moe-{size}" + ("-zeroshot" if zero_shot else "")
+    held_out = f", {' and '.join(exclude)} held out for zero-shot evaluation" if exclude else ""
+    return Recipe(
+        name=name,
+        model="moirai_moe",
+        model_config=model_config,
+        data=data,
+        trainer=trainer,
+        registered_name=name,
+        description=f"Moirai-MoE pretrained on the corpus mixture: {what}, context {lookback}, "
+        f"horizon {horizon}{held_out}",
+        corpus=corpus,
+        warmup=warmup,
     )
 
 
@@ -141,6 +242,9 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
         f"informer-{ds.lower()}-original": (lambda ds=ds: informer_ett(ds, protocol="original"))
         for ds in INFORMER_ORIGINAL
     },
+    "moirai-moe-tiny": lambda: moirai_moe("tiny"),
+    "moirai-moe-tiny-zeroshot": lambda: moirai_moe("tiny", zero_shot=True),
+    "moirai-moe-small": lambda: moirai_moe("small"),
 }
 
 
@@ -157,8 +261,12 @@ def _parse_value(raw: str) -> Any:
         return raw
 
 
+SECTIONS = ("model_config", "data", "trainer", "corpus", "warmup")
+
+
 def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:
-    """Apply `section.field=value` overrides (sections: model, data, trainer; or a top-level field)."""
+    """Apply `section.field=value` overrides (sections: model, data, trainer, and corpus, warmup for
+    corpus recipes; or a top-level field)."""
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override {item!r} must look like section.field=value")
@@ -171,9 +279,13 @@ def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:
                 raise ValueError(f"unknown recipe field {section!r}")
             recipe = dataclasses.replace(recipe, **{section: value})
             continue
-        if attr not in ("model_config", "data", "trainer"):
-            raise ValueError(f"unknown section {section!r} in {item!r}; use model., data. or trainer.")
+        if attr not in SECTIONS:
+            raise ValueError(
+                f"unknown section {section!r} in {item!r}; use model., data., trainer., corpus. or warmup."
+            )
         sub = getattr(recipe, attr)
+        if sub is None:
+            raise ValueError(f"recipe {recipe.name} has no {section} section")
         fields = {f.name for f in dataclasses.fields(sub)}
         if name not in fields:
             raise ValueError(f"{section} has no field {name!r}; fields: {', '.join(sorted(fields))}")
@@ -184,12 +296,29 @@ def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:
 
 
 def smoke(recipe: Recipe) -> Recipe:
-    """The recipe's tiny config for a few steps, same path end to end (demos and checks)."""
-    tiny = type(recipe.model_config).tiny()
-    return dataclasses.replace(
-        recipe,
-        model_config=tiny,
-        trainer=dataclasses.replace(
-            recipe.trainer, max_epochs=1, limit_train_batches=2, limit_val_batches=2, limit_test_batches=2
-        ),
+    """The recipe's tiny config for a few steps, same path end to end (demos and checks).
+
+    Corpus recipes also get a tiny corpus epoch (32 windows of the tiny model's lookback and horizon,
+    8 synthetic series per generator), 2 held-out windows per dataset, a one-epoch 2-batch warm-up, and
+    keep their router (so `--set model.router=learned --smoke` smoke-tests the learned router)."""
+    trainer = dataclasses.replace(
+        recipe.trainer, max_epochs=1, limit_train_batches=2, limit_val_batches=2, limit_test_batches=2
     )
+    if recipe.corpus is None or not isinstance(recipe.data, PretrainDataConfig):
+        return dataclasses.replace(recipe, model_config=type(recipe.model_config).tiny(), trainer=trainer)
+    tiny = type(recipe.model_config).tiny(router=recipe.model_config.router)
+    corpus = dataclasses.replace(
+        recipe.corpus,
+        context_length=(tiny.lookback, tiny.lookback),
+        horizon=(tiny.horizon, tiny.horizon),
+        epoch_size=32,
+        n_synthetic=8,
+        synthetic_length=256,
+    )
+    data = dataclasses.replace(
+        recipe.data, lookback=tiny.lookback, horizon=tiny.horizon, batch_size=8, eval_windows=2, num_workers=0
+    )
+    warmup = recipe.warmup and dataclasses.replace(
+        recipe.warmup, epochs=1, limit_train_batches=2, centroid_batches=2, kmeans_iters=10
+    )
+    return dataclasses.replace(recipe, model_config=tiny, data=data, corpus=corpus, warmup=warmup, trainer=trainer)

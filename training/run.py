@@ -1,4 +1,11 @@
-"""Train, test, log and register a recipe; evaluate a registered model on the protocol's test set."""
+"""Train, test, log and register a recipe; evaluate a registered model on the protocol's test set.
+
+Dataset recipes train on one dataset's protocol split (`ForecastDataModule`); corpus recipes
+(`recipe.corpus` set) pretrain on the corpus mixture (`training.pretrain.PretrainDataModule`), after a
+dense warm-up that sets the centroid router's token clusters when the model routes by centroids, and
+test on held-out windows of the val/test splits. Both register the same kind of bundle; a corpus
+model's transform is `"kind": "instance"` (the model scales each series itself, any variates).
+"""
 
 from __future__ import annotations
 
@@ -17,10 +24,11 @@ from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import MLFlowLogger
 
 from core.ops.dispatch import reset_used_impls, used_impls
-from data.artifact import ForecastPredictor, save_bundle
-from data.windows import ForecastDataModule
+from data.artifact import ForecastPredictor, load_bundle, save_bundle
+from data.windows import ForecastDataConfig, ForecastDataModule
 from forecasters import get_spec
 from training.plots import forecast_figure
+from training.pretrain import PrefixedMLFlowLogger, PretrainDataConfig, PretrainDataModule, dense_warmup
 from training.recipes import Recipe
 from training.system import KeepBestWeights, SeerSystem
 from training.tracking import flatten, log_and_register, run_tags, tracking_uri
@@ -38,8 +46,18 @@ class TrainResult:
     tracking_uri: str
 
 
-def resolve(recipe: Recipe, dm: ForecastDataModule) -> Recipe:
-    """Tie the model's input/output sizes to the data (lookback, horizon, variates, calendar)."""
+def data_module(recipe: Recipe) -> ForecastDataModule | PretrainDataModule:
+    """The recipe's data: the corpus mixture for corpus recipes, else its dataset's protocol split."""
+    if recipe.corpus is not None and isinstance(recipe.data, PretrainDataConfig):
+        return PretrainDataModule(recipe.data, recipe.corpus)
+    if isinstance(recipe.data, PretrainDataConfig):
+        raise ValueError(f"recipe {recipe.name} has PretrainDataConfig data but no corpus")
+    return ForecastDataModule(recipe.data)
+
+
+def resolve(recipe: Recipe, dm: ForecastDataModule | PretrainDataModule) -> Recipe:
+    """Tie the model's input/output sizes to the data (lookback, horizon, variates, calendar); for the
+    corpus, variates = the most a training window has (the model itself takes any number)."""
     cfg = recipe.model_config.replace(
         lookback=recipe.data.lookback, horizon=recipe.data.horizon, n_variates=dm.n_variates, n_marks=dm.n_marks
     )
@@ -56,6 +74,7 @@ def _trainer(recipe: Recipe, logger: Any, callbacks: list[L.Callback]) -> L.Trai
         limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches,
         limit_test_batches=t.limit_test_batches,
+        gradient_clip_val=t.gradient_clip_val,
         logger=logger,
         callbacks=callbacks,
         enable_checkpointing=False,
@@ -88,12 +107,15 @@ def train(
     """
     uri = uri or tracking_uri()
     L.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
-    dm = ForecastDataModule(recipe.data)
+    dm = data_module(recipe)
     dm.setup()
     recipe = resolve(recipe, dm)
     spec = get_spec(recipe.model)
     model = spec.build(recipe.model_config)
-    system = SeerSystem(model, task=spec.task, lr=recipe.trainer.lr, lr_decay=recipe.trainer.lr_decay)
+    t = recipe.trainer
+    system = SeerSystem(model, task=spec.task, lr=t.lr, lr_decay=t.lr_decay)
+    if t.monitor == "val_nll" and not system.probabilistic:
+        raise ValueError(f"trainer.monitor val_nll needs a probabilistic model; {recipe.model} is not")
 
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(recipe.experiment)
@@ -101,41 +123,97 @@ def train(
         mlflow.log_params(flatten(recipe.to_dict()))
         mlflow.log_dict(recipe.to_dict(), "config.json")
         logger = MLFlowLogger(tracking_uri=uri, run_id=run.info.run_id, experiment_name=recipe.experiment)
-        best = KeepBestWeights("val_mse")
-        stop = EarlyStopping("val_mse", patience=recipe.trainer.patience, mode="min")
-        trainer = _trainer(recipe, logger, [best, stop, *(callbacks or [])])
         reset_used_impls()  # the run's tag names the kernels this run used, nothing earlier in the process
+        warm: dict[str, float] = {}
+        if isinstance(dm, PretrainDataModule) and _needs_centroids(recipe):
+            warm = _warm_up(recipe, dm, model, uri, run.info.run_id, callbacks or [])
+            mlflow.log_metrics(warm)
+        elif _routes_by_centroids(recipe.model_config):
+            log.warning("%s: centroid router without a warm-up: its centroids stay at zero", recipe.name)
+        best = KeepBestWeights(t.monitor)
+        stop = EarlyStopping(t.monitor, patience=t.patience, mode="min")
+        trainer = _trainer(recipe, logger, [best, stop, *(callbacks or [])])
         trainer.fit(system, datamodule=dm)
         tested = trainer.test(system, datamodule=dm, verbose=False)[0]
         metrics = {k: float(v) for k, v in tested.items()}
         metrics["best_epoch"] = float(best.best_epoch)
         metrics["epochs"] = float(trainer.current_epoch)
         if best.best is not None:
-            metrics["best_val_mse"] = best.best
+            metrics[f"best_{t.monitor}"] = best.best
+        metrics.update(warm)
         mlflow.log_metrics({k: v for k, v in metrics.items() if k.startswith(("test_", "best_"))})
         device = str(next(model.parameters()).device)
         mlflow.set_tags(run_tags(recipe.name, recipe.model, recipe.data.dataset, used_impls(), device))
 
         model = model.cpu().eval()
-        meta = {
+        meta: dict[str, Any] = {
             "name": recipe.registered_name or recipe.name,
             "model": recipe.model,
             "task": spec.task,
             "model_config": recipe.model_config.to_dict(),
-            "transform": dm.transform_state(),
+            "transform": dm.transform_state(recipe.model_config.max_horizon)
+            if isinstance(dm, PretrainDataModule)
+            else dm.transform_state(),
             "example_input": dm.example_input(),
             "metrics": {k: v for k, v in metrics.items() if k.startswith("test_")},
             "recipe": recipe.name,
             "run_id": run.info.run_id,
         }
+        if isinstance(dm, PretrainDataModule):
+            meta["probabilistic"] = system.probabilistic
         with tempfile.TemporaryDirectory() as tmp:
             bundle = save_bundle(Path(tmp) / "bundle", model, meta)
-            _log_forecast_plot(bundle, dm)
+            if isinstance(dm, PretrainDataModule):
+                # The serving predictor (data.artifact.ForecastPredictor) is not relied on for
+                # instance-scaled bundles here: the plot comes from the bundle's model itself.
+                _log_corpus_forecast_plot(bundle, dm)
+                history, _, names = dm.example_window()
+                example = pd.DataFrame(history, columns=names)  # no timestamps: no calendar features
+            else:
+                _log_forecast_plot(bundle, dm)
+                example = _example_frame(meta["example_input"], dm.variates)
             version, champion = "", False
             if register:
-                example = _example_frame(meta["example_input"], dm.variates)
                 version, champion = log_and_register(bundle, meta["name"], example, claim_champion=claim_champion)
     return TrainResult(run.info.run_id, meta["name"], version, champion, metrics, uri)
+
+
+def _routes_by_centroids(cfg: Any) -> bool:
+    """A mixture-of-experts config (not the dense variant) whose router is the centroid one."""
+    return getattr(cfg, "router", None) == "centroid" and not getattr(cfg, "dense", True)
+
+
+def _needs_centroids(recipe: Recipe) -> bool:
+    """A corpus recipe with a warm-up whose model is a centroid-routed MoE."""
+    return recipe.warmup is not None and _routes_by_centroids(recipe.model_config)
+
+
+def _warm_up(
+    recipe: Recipe,
+    dm: PretrainDataModule,
+    model: torch.nn.Module,
+    uri: str,
+    run_id: str,
+    callbacks: list[L.Callback],
+) -> dict[str, float]:
+    """The dense warm-up and k-means centroids (training.pretrain.dense_warmup), logged into the run
+    as `warmup_*` metrics."""
+    assert recipe.warmup is not None
+    w, t = recipe.warmup, recipe.trainer
+    warm_recipe = replace(
+        recipe,
+        trainer=replace(t, max_epochs=w.epochs, limit_train_batches=w.limit_train_batches, lr=w.lr or t.lr),
+    )
+    logger = PrefixedMLFlowLogger("warmup_", tracking_uri=uri, run_id=run_id, experiment_name=recipe.experiment)
+    return dense_warmup(
+        model,
+        dm,
+        w,
+        lr=w.lr or t.lr,
+        lr_decay=t.lr_decay,
+        monitor=t.monitor,
+        make_trainer=lambda extra: _trainer(warm_recipe, logger, [*extra, *callbacks]),
+    )
 
 
 def _log_forecast_plot(bundle: Path, dm: ForecastDataModule) -> None:
@@ -152,12 +230,36 @@ def _log_forecast_plot(bundle: Path, dm: ForecastDataModule) -> None:
     mlflow.log_figure(fig, "plots/forecast_vs_truth.png")
 
 
+def _log_corpus_forecast_plot(bundle: Path, dm: PretrainDataModule) -> None:
+    """Forecast vs truth on the example window (the example dataset's last test window, original
+    units), from the model rebuilt out of the bundle."""
+    model, _ = load_bundle(bundle)
+    history, truth, names = dm.example_window()
+    with torch.no_grad():
+        pred = model(torch.from_numpy(history.astype(np.float32))[None])[0].numpy()
+    title = f"{dm.config.example_dataset}: last test window (point forecast)"
+    mlflow.log_figure(forecast_figure(history, truth, pred, names, title), "plots/forecast_vs_truth.png")
+
+
 def evaluate(recipe: Recipe, model_uri: str, *, uri: str | None = None) -> dict[str, float]:
-    """Protocol test metrics (scaled data, every window) of a registered or local model."""
+    """Protocol test metrics (scaled data, every window) of a registered or local model; for a corpus
+    recipe, the metrics of its held-out test windows (MSE/MAE in dataset-standardised units, NLL)."""
     uri = uri or tracking_uri()
     mlflow.set_tracking_uri(uri)
     local = Path(model_uri)
     path = local if local.exists() else Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
+    if recipe.corpus is not None and isinstance(recipe.data, PretrainDataConfig):
+        model, meta = load_bundle(path)
+        shape = meta["transform"]
+        windows = replace(recipe.data, lookback=int(shape["lookback"]), horizon=int(shape["horizon"]))
+        corpus_dm = PretrainDataModule(windows, recipe.corpus)
+        system = SeerSystem(model, task="forecast", lr=recipe.trainer.lr)
+        trainer = _trainer(replace(recipe, data=windows), logger=False, callbacks=[])
+        with torch.no_grad():
+            tested = trainer.test(system, datamodule=corpus_dm, verbose=False)[0]
+        return {k: float(v) for k, v in tested.items()}
+    if not isinstance(recipe.data, ForecastDataConfig):
+        raise ValueError(f"recipe {recipe.name} has corpus data but no corpus")
     predictor = ForecastPredictor.load(path)
     t = predictor.meta["transform"]
     data = replace(recipe.data, lookback=int(t["lookback"]), horizon=int(t["horizon"]), variates=tuple(t["variates"]))

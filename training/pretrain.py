@@ -1,0 +1,590 @@
+"""Corpus pretraining for any-variate forecasters (Moirai-MoE): fixed-shape batches over the
+pretraining corpus (`data.corpus.PretrainCorpus`), held-out validation and test windows, and the dense
+warm-up that gives the centroid router its token clusters.
+
+Shapes: B batch, L context steps (= the model's lookback), H horizon, n variates of a batch,
+D d_model, X experts.
+
+Batches are the 4-tuple of `data.windows`, `(x [B, L, n], x_mark [B, L, 0], y [B, H, n],
+y_mark [B, H, 0])`, in each dataset's original units (the model scales every series of a window from
+its observed context itself; calendar features are empty: the corpus mixes sampling rates). NaN marks
+a missing value. Held-out (val/test) batches add `(loc, scale)` [B, 1, n]: the statistics the
+metrics standardise with (`training.system`), see below.
+
+Fixed L and H. The recipe fixes L (= the model's lookback, what `forward` and serving take) and H.
+The corpus' context and horizon ranges are clipped to them (`corpus_for`), so it never draws more;
+a shorter context (a series shorter than L + H) is left-padded with NaN and a shorter horizon
+right-padded with NaN — the alignment of `data.corpus.collate` with C_max = L, H_max = H. The model
+treats NaN context as unobserved and leaves NaN targets out of its likelihood; the metrics skip them.
+
+Variates. Items have 1..`max_variates` variates. Padding a batch to its widest item is not an option:
+a padded variate has no observed context (which the model's instance scaling rejects), and in
+any-variate attention every token of a window attends to every variate, so even a masked filler
+variate would change the real ones' forecasts. So each batch holds windows with the *same* n:
+`VariateBatchSampler` reads each item's n once per epoch (an item is a deterministic function of
+(seed, epoch, index) and costs ~0.2 ms once the synthetic pools exist), groups the epoch's shuffled
+items by n, cuts every group into batches of B (a group's last batch may be smaller: every item
+counts, and a small epoch still yields batches) and shuffles the batches. All n occur in proportion
+to the corpus draw and nothing is padded across variates. A window with a variate whose context has
+no observed value is left out of the epoch (the model cannot scale it); with the shipped data that
+needs L <= 34 (the longest weather gap).
+
+Validation and test. The corpus draws from the *train* rows only, so early stopping needs held-out
+data: `eval_windows` windows per real dataset taking part in the mixture (excluded datasets such as
+the zero-shot ones stay out), evenly spaced over that dataset's val split (test split for the test
+set) under its protocol (ETT 12/4/4 months, others 70/10/20), each window L + H rows whose first
+target row lies inside the split. Every variate of the dataset is scored, in groups of at most
+`max_variates` (contiguous columns, as even as possible: weather's 21 → 3 × 7). Windows are batched by
+n like the training items, in a fixed order, and all are kept. Early stopping watches their NLL
+(`val_nll`); MSE/MAE of the point forecast are scored after standardising with each dataset's
+train-split mean and standard deviation per variate (NaN-aware; std 1 for a constant variate), the
+units of the dataset recipes' metrics (raw units would let weather's hPa and ppm dominate; each
+window's own context statistics blow up on flat contexts, e.g. days without rain). A mixture without
+real datasets (synthetic only) is validated on corpus items drawn with another seed (fresh synthetic
+series), standardised by each window's own statistics.
+
+Dense warm-up (router "centroid", Moirai-MoE's token clusters). `dense_warmup` trains a `dense=True`
+copy of the model (same config, a dense SwiGLU of width top_k·d_expert in place of the experts) on the
+same batches for `WarmupConfig.epochs`, keeping its best validation weights; runs it over
+`centroid_batches` training batches, collecting each layer's feed-forward inputs (`ffn_inputs`,
+subsampled to at most `centroid_tokens` per layer); and sets each MoE layer's centroids to the k-means
+(X clusters, k-means++ seeding) of that layer's inputs (`init_centroids` over many batches of
+different n). The MoE model then trains from scratch with these fixed centroids, as in the paper;
+`transfer=True` starts it from the dense model's shared weights instead (embedding, attention, norms,
+head; the experts stay fresh), so its first routing already follows the clusters. Both stages log to
+the same MLflow run, the warm-up's metrics prefixed `warmup_` (`PrefixedMLFlowLogger`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from itertools import islice
+from typing import Any, ClassVar, cast
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.loggers import MLFlowLogger
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from core.nn.moe import MoEFeedForward, kmeans
+from data.corpus import CorpusConfig, PretrainCorpus
+from data.sources import CATALOGUE, load_series, split_for
+from training.system import KeepBestWeights, SeerSystem
+
+log = logging.getLogger("seer.training")
+
+Batch = tuple[torch.Tensor, ...]  # (x, x_mark, y, y_mark) or (x, x_mark, y, y_mark, loc, scale)
+Window = tuple[torch.Tensor, ...]  # (x [L, n], y [H, n]) or (x, y, loc [1, n], scale [1, n])
+
+
+@dataclass(frozen=True, kw_only=True)
+class PretrainDataConfig:
+    """The fixed batch shape of corpus pretraining and the held-out windows (the recipe's `data`)."""
+
+    calendar_freq: ClassVar[str] = ""  # no calendar features: the corpus mixes sampling rates
+
+    dataset: str = "corpus"  # always "corpus" (what `seer recipes` and the run tags show)
+    lookback: int = 512  # L: context steps of every window (= the model's lookback)
+    horizon: int = 64  # H: forecast steps of every window (scored, and the served point forecast)
+    batch_size: int = 32
+    eval_windows: int = 16  # held-out windows per real dataset, for each of the val and test splits
+    example_dataset: str = "ETTh1"  # the stored example input: its last test window ...
+    example_variates: int = 3  # ... of its first this many variates, in original units
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("lookback", "horizon", "batch_size", "eval_windows", "example_variates"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"PretrainDataConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_workers < 0:
+            raise ValueError("num_workers must be >= 0")
+        if self.dataset != "corpus":
+            raise ValueError(
+                f"a corpus recipe's data.dataset is always 'corpus' (got {self.dataset!r}); "
+                "its datasets are set by corpus.sources and corpus.exclude"
+            )
+        if self.example_dataset not in CATALOGUE:
+            raise ValueError(f"example_dataset must be one of {', '.join(CATALOGUE)}, got {self.example_dataset!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WarmupConfig:
+    """The dense warm-up that gives a centroid-routed MoE its token clusters (see the module docstring)."""
+
+    epochs: int = 1  # dense warm-up epochs (corpus epochs of the recipe's epoch size)
+    limit_train_batches: int | float = 1.0  # per warm-up epoch
+    lr: float | None = None  # None: the recipe's trainer.lr
+    centroid_batches: int = 16  # training batches run through the dense model for k-means
+    centroid_tokens: int = 65_536  # at most this many feed-forward inputs per layer (a random subset)
+    kmeans_iters: int = 50
+    transfer: bool = False  # start the MoE from the dense model's non-expert weights
+    seed: int = 0  # token subsampling and k-means++ seeding
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.centroid_batches < 1 or self.kmeans_iters < 1:
+            raise ValueError("warm-up epochs, centroid_batches and kmeans_iters must be >= 1")
+        if self.lr is not None and self.lr <= 0:
+            raise ValueError("warm-up lr must be > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def corpus_for(data: PretrainDataConfig, corpus: CorpusConfig) -> CorpusConfig:
+    """The corpus with its context and horizon ranges clipped to the fixed L and H."""
+    (c_lo, c_hi), (h_lo, h_hi) = corpus.context_length, corpus.horizon
+    return dataclasses.replace(
+        corpus,
+        context_length=(min(c_lo, data.lookback), min(c_hi, data.lookback)),
+        horizon=(min(h_lo, data.horizon), min(h_hi, data.horizon)),
+    )
+
+
+def has_observed_context(x: torch.Tensor) -> bool:
+    """x [L, n]: every variate has at least one observed (non-NaN) value."""
+    return bool((~torch.isnan(x)).any(dim=0).all())
+
+
+def stack_windows(items: Sequence[Window]) -> Batch:
+    """Windows of one shape -> `(x [B, L, n], x_mark [B, L, 0], y [B, H, n], y_mark [B, H, 0])`, plus
+    `(loc, scale)` [B, 1, n] when the windows carry them."""
+    shapes = {tuple(tuple(t.shape) for t in w) for w in items}
+    if len(shapes) != 1:
+        raise ValueError(f"a batch needs windows of one shape, got {sorted(shapes)}")
+    x, y, *norm = (torch.stack(parts) for parts in zip(*items, strict=True))
+    return (x, x.new_zeros(*x.shape[:2], 0), y, y.new_zeros(*y.shape[:2], 0), *norm)
+
+
+def window_stats(values: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """NaN-aware per-variate mean and (population) standard deviation of rows `[T, n]`, each [1, n]
+    float32; std 1 where a variate is constant or has fewer than one observed value (loc 0 then)."""
+    observed = ~np.isnan(values)
+    count = observed.sum(axis=0)
+    safe = np.where(observed, values, 0.0)
+    loc = safe.sum(axis=0) / np.maximum(count, 1)
+    var = (np.where(observed, values - loc, 0.0) ** 2).sum(axis=0) / np.maximum(count, 1)
+    std = np.sqrt(var)
+    std = np.where((std < 1e-12) | (count == 0), 1.0, std)
+    return torch.from_numpy(loc.astype(np.float32)[None]), torch.from_numpy(std.astype(np.float32)[None])
+
+
+class CorpusWindows(Dataset):
+    """Corpus items as fixed-shape windows: key `(epoch, i)` -> `(x [L, n], y [H, n])`.
+
+    The epoch travels in the key, so a worker process (which holds its own copy of the corpus)
+    draws exactly the item the batch sampler grouped."""
+
+    def __init__(self, corpus: PretrainCorpus, lookback: int, horizon: int):
+        self.corpus, self.lookback, self.horizon = corpus, lookback, horizon
+
+    def __len__(self) -> int:
+        return len(self.corpus)
+
+    def __getitem__(self, key: tuple[int, int]) -> Window:
+        epoch, i = key
+        self.corpus.set_epoch(epoch)
+        item = self.corpus[i]
+        target, c, h = item["target"], int(item["context_length"]), int(item["prediction_length"])
+        n = target.shape[1]
+        x = torch.full((self.lookback, n), float("nan"))
+        y = torch.full((self.horizon, n), float("nan"))
+        keep_c, keep_h = min(c, self.lookback), min(h, self.horizon)
+        x[self.lookback - keep_c :] = target[c - keep_c : c]
+        y[:keep_h] = target[c : c + keep_h]
+        return x, y
+
+    def n_variates(self, epoch: int, i: int) -> int | None:
+        """The item's n, or None when some variate has no observed context (the window is skipped)."""
+        x = self[(epoch, i)][0]
+        return int(x.shape[1]) if has_observed_context(x) else None
+
+
+class EpochSampler(Sampler[int]):
+    """The order of one epoch's corpus items (a permutation seeded by (seed, epoch)).
+
+    Lightning calls `set_epoch` on a batch sampler's `sampler` before every epoch."""
+
+    def __init__(self, size: int, seed: int = 0, shuffle: bool = True):
+        self.size, self.seed, self.shuffle, self.epoch = size, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.size))
+        return iter(int(i) for i in np.random.default_rng([self.seed, self.epoch]).permutation(self.size))
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class VariateBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Batches of `(epoch, index)` keys whose items all have the same number of variates.
+
+    Per epoch: every item's n is read (`n_variates(epoch, i)`, None = skip the item), the sampler's
+    order is grouped by n, each group cut into batches of `batch_size` (its last partial batch dropped
+    with `drop_last`), and the batches shuffled (seeded by (seed, epoch)). Computed once per epoch."""
+
+    def __init__(
+        self,
+        sampler: EpochSampler,
+        n_variates: Callable[[int, int], int | None],
+        batch_size: int,
+        *,
+        drop_last: bool = False,
+        seed: int = 0,
+    ):
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.sampler, self.n_variates, self.batch_size = sampler, n_variates, batch_size
+        self.drop_last, self.seed = drop_last, seed
+        self.skipped = 0  # items of the current epoch left out (no observed context for some variate)
+        self._cache: tuple[int, list[list[tuple[int, int]]]] | None = None
+
+    def batches(self) -> list[list[tuple[int, int]]]:
+        epoch = self.sampler.epoch
+        if self._cache is not None and self._cache[0] == epoch:
+            return self._cache[1]
+        groups: dict[int, list[int]] = {}
+        skipped = 0
+        for i in self.sampler:
+            n = self.n_variates(epoch, i)
+            if n is None:
+                skipped += 1
+                continue
+            groups.setdefault(n, []).append(i)
+        batches = [
+            [(epoch, i) for i in idx[s : s + self.batch_size]]
+            for _, idx in sorted(groups.items())
+            for s in range(0, len(idx), self.batch_size)
+            if not (self.drop_last and len(idx) - s < self.batch_size)
+        ]
+        order = np.random.default_rng([self.seed, epoch, 1]).permutation(len(batches))
+        batches = [batches[j] for j in order]
+        self.skipped = skipped
+        if skipped:
+            log.info("corpus epoch %d: %d windows skipped (a variate with no observed context)", epoch, skipped)
+        self._cache = (epoch, batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+
+class HeldoutWindows(Dataset):
+    """A fixed list of windows `(x [L, n], y [H, n], loc [1, n], scale [1, n])` with their dataset names."""
+
+    def __init__(self, windows: list[Window], names: list[str]):
+        self.windows, self.names = windows, names
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, j: int) -> Window:
+        return self.windows[j]
+
+    def batches(self, batch_size: int) -> list[list[int]]:
+        """Every window, batched by n in a fixed order (first appearance of each n)."""
+        groups: dict[int, list[int]] = {}
+        for j, window in enumerate(self.windows):
+            groups.setdefault(int(window[0].shape[1]), []).append(j)
+        return [idx[s : s + batch_size] for idx in groups.values() for s in range(0, len(idx), batch_size)]
+
+
+@cache
+def dataset_values(name: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """All rows `[T, N]` (float64, NaN where missing, read-only) and the variate names of a catalogue dataset."""
+    frame, _ = load_series(name)
+    names = tuple(c for c in frame.columns if c != "date")
+    values = frame.select(names).to_numpy().astype(np.float64)
+    values.flags.writeable = False
+    return values, names
+
+
+def variate_groups(n: int, max_variates: int) -> list[np.ndarray]:
+    """Column indices 0..n-1 cut into ⌈n / max_variates⌉ contiguous groups of near-equal size."""
+    return [g for g in np.array_split(np.arange(n), math.ceil(n / max_variates)) if len(g)]
+
+
+def heldout_windows(
+    dataset: str, part: str, lookback: int, horizon: int, n_windows: int, max_variates: int
+) -> tuple[list[Window], list[str]]:
+    """Up to `n_windows` windows `(x, y, loc, scale)` of L + H rows, evenly spaced over the `part`
+    ("val" | "test") split of a catalogue dataset (first target row inside the split), every variate
+    scored in groups of at most `max_variates`; loc/scale are the dataset's train-split statistics of
+    those variates. Windows with a variate that has no observed context are left out."""
+    values, _ = dataset_values(dataset)
+    split = split_for(CATALOGUE[dataset], len(values), lookback)
+    loc, scale = window_stats(values[slice(*split.train)])
+    start, end = getattr(split, part)
+    last = end - lookback - horizon
+    if last < start:
+        return [], []
+    starts = np.unique(np.linspace(start, last, num=min(n_windows, last - start + 1)).round().astype(int))
+    windows: list[Window] = []
+    for s in starts:
+        block = torch.from_numpy(np.ascontiguousarray(values[s : s + lookback + horizon], dtype=np.float32))
+        for cols in variate_groups(block.shape[1], max_variates):
+            x, y = block[:lookback, cols], block[lookback:, cols]
+            if has_observed_context(x):
+                windows.append((x.clone(), y.clone(), loc[:, cols].clone(), scale[:, cols].clone()))
+    return windows, [dataset] * len(windows)
+
+
+class PretrainDataModule(L.LightningDataModule):
+    """Training batches from the corpus mixture, validation/test windows from the held-out splits."""
+
+    def __init__(self, config: PretrainDataConfig, corpus: CorpusConfig):
+        super().__init__()
+        self.config = config
+        self.corpus_config = corpus_for(config, corpus)
+        self._ready = False
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._ready:
+            return
+        c, cc = self.config, self.corpus_config
+        self.corpus = PretrainCorpus(cc)
+        self.windows = CorpusWindows(self.corpus, c.lookback, c.horizon)
+        self.sampler = EpochSampler(len(self.corpus), seed=cc.seed)
+        self.batch_sampler = VariateBatchSampler(
+            self.sampler, self.windows.n_variates, c.batch_size, drop_last=False, seed=cc.seed
+        )
+        self.heldout_datasets = tuple(
+            m for source in cc.mixture() for m in cc.members(source) if m in CATALOGUE
+        )  # the real datasets taking part; the zero-shot ones are excluded by `exclude`
+        self.val_set = self._heldout("val", seed_offset=1)
+        self.test_set = self._heldout("test", seed_offset=2)
+        self._ready = True
+
+    def _heldout(self, part: str, seed_offset: int) -> HeldoutWindows:
+        c, cc = self.config, self.corpus_config
+        windows: list[Window] = []
+        names: list[str] = []
+        for dataset in self.heldout_datasets:
+            w, n = heldout_windows(dataset, part, c.lookback, c.horizon, c.eval_windows, cc.max_variates)
+            windows += w
+            names += n
+        if not windows:  # synthetic-only mixture: fresh corpus items (another seed, so other series)
+            size = c.eval_windows * max(1, len(cc.mixture()))
+            other = CorpusWindows(
+                PretrainCorpus(dataclasses.replace(cc, seed=cc.seed + seed_offset, epoch_size=size)),
+                c.lookback,
+                c.horizon,
+            )
+            for i in range(size):
+                x, y = other[(0, i)]
+                if has_observed_context(x):
+                    windows.append((x, y, *window_stats(torch.cat([x, y]).numpy())))
+                    names.append(str(other.corpus[i]["dataset"]))
+        return HeldoutWindows(windows, names)
+
+    @property
+    def n_variates(self) -> int:
+        """The most variates of a training window (the model itself takes any number)."""
+        return self.corpus_config.max_variates
+
+    @property
+    def n_marks(self) -> int:
+        return 0
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        return DataLoader(
+            self.windows,
+            batch_sampler=self.batch_sampler,
+            collate_fn=stack_windows,
+            num_workers=self.config.num_workers,
+        )
+
+    def _heldout_loader(self, windows: HeldoutWindows) -> DataLoader:
+        return DataLoader(
+            windows,
+            batch_sampler=windows.batches(self.config.batch_size),
+            collate_fn=stack_windows,
+            num_workers=self.config.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._heldout_loader(self.val_set)
+
+    def test_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._heldout_loader(self.test_set)
+
+    def transform_state(self, max_horizon: int) -> dict[str, Any]:
+        """The bundle's transform: instance scaling inside the model, any variates, no calendar."""
+        return {
+            "kind": "instance",
+            "scaler": None,
+            "variates": None,
+            "calendar_freq": "",
+            "step_seconds": None,
+            "lookback": self.config.lookback,
+            "horizon": self.config.horizon,
+            "max_horizon": int(max_horizon),
+            "dataset": "corpus",
+        }
+
+    def example_window(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(history [L, k], truth [H, k], names) of the example dataset's last test window, original units."""
+        c = self.config
+        values, names = dataset_values(c.example_dataset)
+        _, end = split_for(CATALOGUE[c.example_dataset], len(values), c.lookback).test
+        k = min(c.example_variates, values.shape[1])
+        s = end - c.horizon - c.lookback
+        return values[s : s + c.lookback, :k].copy(), values[s + c.lookback : end, :k].copy(), list(names[:k])
+
+    def example_input(self) -> dict[str, Any]:
+        """`{"history": [[k values] × L]}`: no timestamps (the model uses no calendar)."""
+        return {"history": self.example_window()[0].tolist()}
+
+
+class PrefixedMLFlowLogger(MLFlowLogger):
+    """An MLFlowLogger that writes every metric as `<prefix><name>` (the warm-up's `warmup_` metrics),
+    so two trainers can log into one run without mixing their curves."""
+
+    def __init__(self, prefix: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.metric_prefix = prefix
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        super().log_metrics({f"{self.metric_prefix}{k}": v for k, v in metrics.items()}, step)
+
+
+def _moe_layers(model: nn.Module) -> list[MoEFeedForward]:
+    blocks = getattr(model, "blocks", None)
+    layers = [b.ffn for b in blocks] if blocks is not None else []
+    if not layers or not all(isinstance(f, MoEFeedForward) and f.router_kind == "centroid" for f in layers):
+        raise ValueError("centroids need an MoE model whose every layer has router='centroid'")
+    return layers
+
+
+@torch.no_grad()
+def set_cluster_centroids(
+    model: nn.Module,
+    dense: nn.Module,
+    batches: Sequence[torch.Tensor],
+    *,
+    max_tokens: int = 65_536,
+    iters: int = 50,
+    seed: int = 0,
+) -> int:
+    """`model.init_centroids(dense, x)` over several inputs x [B, L, n] (n may differ between them):
+    each layer's centroids become the k-means (X clusters) of the dense model's feed-forward inputs at
+    that layer over all the inputs' context tokens (a random subset of at most `max_tokens` per layer,
+    drawn evenly from the inputs). Returns the number of tokens clustered per layer."""
+    layers = _moe_layers(model)
+    cfg, src = getattr(model, "config", None), getattr(dense, "config", None)
+    if cfg is not None and src is not None and (src.d_model, src.n_layers) != (cfg.d_model, cfg.n_layers):
+        raise ValueError("the dense model must have the same d_model and n_layers")
+    if not batches:
+        raise ValueError("no batches to cluster")
+    per_batch = math.ceil(max_tokens / len(batches))  # keeps memory at ~max_tokens rows per layer
+    gen = torch.Generator().manual_seed(seed)
+    was_training = dense.training
+    dense.eval()
+    per_layer: list[list[torch.Tensor]] = [[] for _ in layers]
+    for x in batches:
+        for store, h in zip(per_layer, dense.ffn_inputs(x), strict=True):  # type: ignore[operator]
+            if h.shape[0] > per_batch:
+                h = h[torch.randperm(h.shape[0], generator=gen)[:per_batch].to(h.device)]
+            store.append(h.float())
+    dense.train(was_training)
+    n_tokens = 0
+    for layer, chunks in zip(layers, per_layer, strict=True):
+        h = torch.cat(chunks)[:max_tokens]
+        layer.set_centroids(kmeans(h, layer.n_experts, iters=iters, seed=seed))
+        n_tokens = int(h.shape[0])
+    return n_tokens
+
+
+@torch.no_grad()
+def transfer_shared_weights(dense: nn.Module, model: nn.Module) -> int:
+    """Copy every tensor outside the feed-forward layers (same name and shape) from `dense` into
+    `model`: embedding, attention, norms, head. Returns how many tensors were copied."""
+    target = model.state_dict()
+    copied = 0
+    for name, value in dense.state_dict().items():
+        if ".ffn." in name or name not in target or target[name].shape != value.shape:
+            continue
+        target[name].copy_(value)
+        copied += 1
+    return copied
+
+
+def dense_warmup(
+    model: nn.Module,
+    dm: PretrainDataModule,
+    warmup: WarmupConfig,
+    *,
+    lr: float,
+    lr_decay: float,
+    monitor: str,
+    make_trainer: Callable[[list[L.Callback]], L.Trainer],
+) -> dict[str, float]:
+    """The centroid pipeline: train a dense copy of `model`, cluster its feed-forward inputs, set
+    `model`'s router centroids (and, with `warmup.transfer`, its shared weights).
+
+    `make_trainer(callbacks)` builds the warm-up's Trainer (its epochs, batch limits and logger: a
+    `PrefixedMLFlowLogger("warmup_")` puts the curves in the main run). Returns the `warmup_` summary
+    metrics: best epoch, best monitored value, epochs, tokens clustered per layer, tensors transferred.
+    """
+    cfg = cast(Any, model).config
+    _moe_layers(model)
+    dense = type(model)(cfg.replace(dense=True))
+    system = SeerSystem(dense, task="forecast", lr=lr, lr_decay=lr_decay)
+    best = KeepBestWeights(monitor)
+    trainer = make_trainer([best])
+    trainer.fit(system, datamodule=dm)
+    device = trainer.strategy.root_device
+    dense.to(device)
+    model.to(device)
+    xs = [batch[0].to(device) for batch in islice(iter(dm.train_dataloader()), warmup.centroid_batches)]
+    tokens = set_cluster_centroids(
+        model, dense, xs, max_tokens=warmup.centroid_tokens, iters=warmup.kmeans_iters, seed=warmup.seed
+    )
+    copied = transfer_shared_weights(dense, model) if warmup.transfer else 0
+    model.cpu()
+    metrics = {
+        "warmup_epochs": float(trainer.current_epoch),
+        "warmup_best_epoch": float(best.best_epoch),
+        "warmup_tokens": float(tokens),
+        "warmup_transferred": float(copied),
+    }
+    if best.best is not None:
+        metrics[f"warmup_best_{monitor}"] = best.best
+    return metrics
+
+
+__all__ = [
+    "CorpusWindows",
+    "EpochSampler",
+    "HeldoutWindows",
+    "PrefixedMLFlowLogger",
+    "PretrainDataConfig",
+    "PretrainDataModule",
+    "VariateBatchSampler",
+    "WarmupConfig",
+    "corpus_for",
+    "dense_warmup",
+    "heldout_windows",
+    "set_cluster_centroids",
+    "stack_windows",
+    "transfer_shared_weights",
+]
