@@ -125,7 +125,9 @@ def test_itransformer_is_equivariant_to_per_variate_affine_maps():
     x, xm, ym = inputs(model.config)
     scale, shift = torch.tensor([2.0, 0.5, 10.0]), torch.tensor([-3.0, 100.0, 0.25])
     with torch.no_grad():
-        torch.testing.assert_close(model(x * scale + shift, xm, ym), model(x, xm, ym) * scale + shift, rtol=1e-4, atol=1e-3)
+        torch.testing.assert_close(
+            model(x * scale + shift, xm, ym), model(x, xm, ym) * scale + shift, rtol=1e-4, atol=1e-3
+        )
 
 
 def test_itransformer_variate_order_is_permutation_equivariant():

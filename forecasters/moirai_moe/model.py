@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -299,7 +300,7 @@ class MoiraiMoE(nn.Module):
             past = cache.layers[i] if cache is not None else None
             x, kv = block(x, variate_id, time_id, key_variate_id, key_time_id, past)
             layers.append(kv)
-            self._record(i, block.ffn)
+            self._record(i, cast(nn.Module, block.ffn))
         return self.norm(x), KVCache(layers, key_variate_id, key_time_id)
 
     def _record(self, layer: int, ffn: nn.Module) -> None:
@@ -507,7 +508,9 @@ class MoiraiMoE(nn.Module):
         one [B·C·N, D] tensor per layer (what the centroid router compares with its centroids)."""
         seen: list[torch.Tensor] = []
         hooks = [
-            b.ffn.register_forward_pre_hook(lambda _m, args: seen.append(args[0].reshape(-1, args[0].shape[-1])))
+            cast(nn.Module, b.ffn).register_forward_pre_hook(
+                lambda _m, args: seen.append(args[0].reshape(-1, args[0].shape[-1]))
+            )
             for b in self.blocks
         ]
         try:
@@ -528,7 +531,7 @@ class MoiraiMoE(nn.Module):
         if (source.config.d_model, source.config.n_layers) != (c.d_model, c.n_layers):
             raise ValueError("the source model must have the same d_model and n_layers")
         for block, h in zip(self.blocks, source.ffn_inputs(x), strict=True):
-            block.ffn.set_centroids(kmeans(h, c.n_experts, iters=iters, seed=seed))
+            cast(MoEFeedForward, block.ffn).set_centroids(kmeans(h, c.n_experts, iters=iters, seed=seed))
 
 
 __all__ = ["KVCache", "MoiraiMoE", "instance_scale", "patchify", "token_ids", "unpatchify"]
