@@ -16,6 +16,11 @@ from bench.common import read  # noqa: E402
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+def _num(value: float | None) -> str:
+    """Three decimals, or a dash where a figure does not exist (e.g. no published anchor)."""
+    return "—" if value is None else f"{value:.3f}"
+
+
 def accuracy_table() -> str:
     data = read("accuracy")
     rows = data.get("results", [])
@@ -29,9 +34,9 @@ def accuracy_table() -> str:
     for r in rows:
         protocol = r.get("protocol", "today")
         out.append(
-            f"| {r['model']} | {protocol} | {r['dataset']} | {r['lookback']} | {r['horizon']} | {r['mse']:.3f} | "
-            f"{r['paper']['mse']:.3f} | {r['mae']:.3f} | {r['paper']['mae']:.3f} | {r['test_windows']} | "
-            f"{r.get('epochs', '')} |"
+            f"| {r['model']} | {protocol} | {r['dataset']} | {r['lookback']} | {r['horizon']} | {_num(r['mse'])} | "
+            f"{_num(r['paper'].get('mse'))} | {_num(r['mae'])} | {_num(r['paper'].get('mae'))} | "
+            f"{r['test_windows']} | {r.get('epochs', '')} |"
         )
         groups.setdefault(f"{r['model']} | {protocol} | {r['dataset']}", []).append(r)
     for key, rs in groups.items():
