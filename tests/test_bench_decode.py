@@ -37,13 +37,15 @@ def test_decode_bench_rows_and_payload():
         assert r["cached_s"] > 0 and r["recompute_s"] > 0
         assert abs(r["speedup"] - r["recompute_s"] / r["cached_s"]) < 0.02 * r["speedup"] + 0.01
         assert r["agree"] and 0 <= r["max_abs_diff"] < 1e-4 and r["rel_diff"] < 1e-4
+        assert r["rel_diff"] <= r["rel_diff_vs_scale"] < 1e-4 and r["over_scale_tol"] == 0
+        assert r["compared"] == 2 * 24 * r["n_variates"]
         assert not r["recompute_extrapolated"] and r["recompute_steps_measured"] == 3
         assert r["horizon_compared"] == 24 and r["recompute_s"] == r["recompute_measured_s"]
 
     # No budget: the recompute runs 2 of the 3 patch steps and the rest is predicted, labelled as such.
     (cut,) = run([("tiny", 2)], "cpu", None, horizon=24, num_samples=2, budget_s=0.0, threads=1)
     assert cut["recompute_extrapolated"] and cut["recompute_steps_measured"] == 2
-    assert cut["horizon_compared"] == 16 and cut["agree"]
+    assert cut["horizon_compared"] == 16 and cut["agree"] and cut["compared"] == 2 * 16 * 2
     assert cut["recompute_s"] >= cut["recompute_measured_s"]
 
     body = payload(rows + [cut], 0.0, 1.0, {"start": [1.0, 1.0, 1.0], "end": [1.0, 1.0, 1.0]}, quick=True)
