@@ -1,0 +1,115 @@
+"""bench/zeroshot.py on a micro setting: a tiny random (untrained) Moirai-MoE bundle, 2 windows, 4 samples."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import zeroshot  # noqa: E402
+from bench.accuracy import row_key  # noqa: E402
+from data.artifact import save_bundle  # noqa: E402
+from forecasters import get_spec  # noqa: E402
+from forecasters.moirai_moe import MoiraiMoEConfig  # noqa: E402
+from training.metrics import seasonal_naive  # noqa: E402
+
+ROW_FIELDS = {
+    "model", "protocol", "dataset", "horizon", "lookback", "mse", "mae", "mase", "crps", "mase_raw", "crps_raw",
+    "series", "windows", "zero_shot", "router", "num_samples", "train_seconds", "seed", "commit", "command",
+    "test_windows", "epochs", "paper",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    cfg = MoiraiMoEConfig.tiny()
+    return get_spec("moirai_moe").build(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_model, tmp_path_factory):
+    cfg = tiny_model.config
+    meta = {
+        "name": "tiny-zeroshot-test",
+        "model": "moirai_moe",
+        "task": "forecast",
+        "model_config": cfg.to_dict(),
+        "transform": {"kind": "instance", "scaler": None, "variates": None, "lookback": cfg.lookback,
+                      "horizon": cfg.horizon, "max_horizon": cfg.max_horizon},
+    }  # fmt: skip
+    return save_bundle(tmp_path_factory.mktemp("zs") / "bundle", tiny_model, meta)
+
+
+def test_seasonal_naive_against_itself_is_one():
+    rng = np.random.default_rng(0)
+    context = rng.normal(size=(12, 48)).cumsum(axis=1)
+    target = rng.normal(size=(12, 16)).cumsum(axis=1) + context[:, -1:]
+    naive = seasonal_naive(context, 16, 24)
+    s = zeroshot.score(naive[None], context, target, season=24)
+    assert s["mase"] == pytest.approx(1.0) and s["crps"] == pytest.approx(1.0)
+    assert s["mase_raw"] == pytest.approx(s["naive_mase_raw"])
+    # a perfect forecast beats it; a worse one does not
+    assert zeroshot.score(target[None], context, target, season=24)["mase"] < 1e-6
+    assert zeroshot.score((naive + 5.0)[None], context, target, season=24)["mase"] > 1.0
+
+
+def test_sample_paths_shape_and_seed(tiny_model):
+    ctx = np.random.default_rng(1).normal(size=(5, 32)).astype(np.float32)
+    a = zeroshot.sample_paths(tiny_model, ctx, 16, num_samples=4, seed=3, batch_size=2)
+    b = zeroshot.sample_paths(tiny_model, ctx, 16, num_samples=4, seed=3, batch_size=2)
+    assert a.shape == (4, 5, 16) and np.isfinite(a).all()
+    np.testing.assert_array_equal(a, b)
+
+
+def test_heldout_rows_come_from_the_test_split(tiny_model):
+    cfg = tiny_model.config
+    for dataset in ("exchange_rate", "ETTh1"):
+        s = zeroshot.evaluate_dataset(tiny_model, dataset, cfg.lookback, cfg.horizon, windows=2, num_samples=4)
+        assert s.test_rows[0] <= s.rows[0] and s.rows[1] <= s.test_rows[1]
+        assert s.rows[1] == s.test_rows[1]  # the last window ends with the test split
+        assert s.scored == 2 * s.variates and s.stride == cfg.horizon
+        assert all(np.isfinite(v) for v in (s.mase, s.crps, s.mse, s.mae))
+
+
+def test_row_fields(tiny_model):
+    cfg = tiny_model.config
+    s = zeroshot.evaluate_dataset(tiny_model, "exchange_rate", cfg.lookback, cfg.horizon, windows=2, num_samples=4)
+    row = zeroshot.make_row(
+        s, model="moirai_moe", router="learned", zero_shot=True, horizon=cfg.horizon, lookback=cfg.lookback,
+        num_samples=4, train_seconds=None, seed=None, commit="abc", command="python bench/zeroshot.py", epochs=None,
+    )  # fmt: skip
+    assert row.keys() >= ROW_FIELDS
+    assert row["zero_shot"] is True and row["protocol"] == "zero-shot/learned" and row["router"] == "learned"
+    assert row["paper"]["mse"] is None and "seasonal naive" in row["paper"]["source"]
+    assert row["series"] == 8 and row["windows"] == 2 and row["test_windows"] == 16
+    json.dumps(row, allow_nan=False)  # plain JSON
+    other = zeroshot.make_row(s, model="moirai_moe", router="centroid", zero_shot=True, horizon=16, lookback=32)
+    assert row_key(row) != row_key(other)  # both routers' rows coexist in accuracy.json
+
+
+def test_quick_mode_leaves_accuracy_json_alone(bundle, tmp_path, monkeypatch):
+    real = ROOT / "bench" / "results" / "accuracy.json"
+    before = real.read_bytes() if real.exists() else None
+    monkeypatch.setattr(zeroshot, "merge_row", lambda row: pytest.fail("quick mode wrote to accuracy.json"))
+    out = tmp_path / "quick.json"
+    argv = ["--quick", "--model-uri", str(bundle), "--num-samples", "2", "--datasets", "exchange_rate", "ETTh2"]
+    assert zeroshot.main([*argv, "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert {(r["dataset"], r["zero_shot"], r["protocol"]) for r in rows} == {
+        ("exchange_rate", True, "zero-shot/learned"),
+        ("ETTh2", False, "in-domain/learned"),
+    }
+    assert all(r["windows"] == zeroshot.QUICK_WINDOWS and r["num_samples"] == 2 for r in rows)
+    # and without --out it goes to a temporary file, not bench/results
+    monkeypatch.setattr(zeroshot.tempfile, "tempdir", str(tmp_path))  # its temporary store lands here
+    assert zeroshot.main([*argv[:-3], "--datasets", "ETTh2"]) == 0
+    assert len(list(tmp_path.glob("seer-zeroshot-*/zeroshot_quick.json"))) == 1
+    assert (real.read_bytes() if real.exists() else None) == before
