@@ -189,15 +189,17 @@ def main() -> int:
 
 
 def print_table(rows: list[dict]) -> None:
+    def num(value: float | None) -> str:
+        return f"{value:7.3f}" if value is not None else f"{'—':>7s}"
+
     print(
-        f"\n{'model':13s} {'protocol':9s} {'dataset':7s} {'H':>4s} {'MSE':>7s} {'paper':>7s} {'MAE':>7s} "
-        f"{'paper':>7s} {'windows':>7s}"
+        f"\n{'model':13s} {'protocol':18s} {'dataset':13s} {'H':>4s} {'MSE':>7s} {'anchor':>7s} {'MAE':>7s} "
+        f"{'anchor':>7s} {'windows':>7s}"
     )
     for r in rows:
         print(
-            f"{r['model']:13s} {r.get('protocol', 'today'):9s} {r['dataset']:7s} {r['horizon']:4d} {r['mse']:7.3f} "
-            f"{r['paper']['mse']:7.3f} "
-            f"{r['mae']:7.3f} {r['paper']['mae']:7.3f} {r['test_windows']:7d}"
+            f"{r['model']:13s} {r.get('protocol', 'today'):18s} {r['dataset']:13s} {r['horizon']:4d} {num(r['mse'])} "
+            f"{num(r['paper'].get('mse'))} {num(r['mae'])} {num(r['paper'].get('mae'))} {r['test_windows']:7d}"
         )
 
 
