@@ -53,6 +53,8 @@ import torch
 import triton
 import triton.language as tl
 
+from core.ops.attention.triton import _interpreting, _launchable  # one interpreter-mode launcher for all ops
+
 
 @triton.jit
 def _gate_up_fwd_kernel(
@@ -317,32 +319,6 @@ def _dw_down_kernel(
 
     w_off = e.to(tl.int64) * F * D + offs_f[:, None] * D + offs_d[None, :]
     tl.store(DWd + w_off, acc.to(DWd.dtype.element_ty), mask=f_ok[:, None] & d_ok[None, :])
-
-
-def _interpreting() -> bool:
-    return bool(triton.knobs.runtime.interpret)
-
-
-_rewrapped: dict[tuple[int, bool], Any] = {}
-
-
-def _launchable(kernel: Any) -> Any:
-    """`kernel` wrapped for the interpret mode in force now (see `core.ops.attention.triton`, "Interpreter mode")."""
-    from triton.runtime.interpreter import InterpretedFunction
-    from triton.runtime.jit import JITFunction
-
-    interpret = _interpreting()
-    if interpret and not isinstance(tl.zeros, InterpretedFunction):
-        raise RuntimeError(
-            "TRITON_INTERPRET=1 is set but triton was imported without it; set TRITON_INTERPRET=1 before the "
-            "first `import triton` (e.g. in the shell that starts pytest)"
-        )
-    if isinstance(kernel, InterpretedFunction) == interpret:
-        return kernel
-    key = (id(kernel.fn), interpret)
-    if key not in _rewrapped:
-        _rewrapped[key] = InterpretedFunction(kernel.fn) if interpret else JITFunction(kernel.fn)
-    return _rewrapped[key]
 
 
 @dataclass(frozen=True)
