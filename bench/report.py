@@ -23,7 +23,7 @@ def _num(value: float | None) -> str:
 
 def accuracy_table() -> str:
     data = read("accuracy")
-    rows = data.get("results", [])
+    rows = [r for r in data.get("results", []) if "mase" not in r]  # probabilistic rows: zeroshot_table
     if not rows:
         return "_No accuracy results yet: run `python bench/accuracy.py`._"
     out = [
@@ -52,6 +52,32 @@ def accuracy_table() -> str:
     commands = sorted({(r.get("commit", data.get("commit")), r.get("command", data.get("command"))) for r in rows})
     out.append(f"- measured on {data.get('machine')}; commits and commands:")
     out += [f"  - `{c}`: `{cmd}`" for c, cmd in commands]
+    return "\n".join(out)
+
+
+def zeroshot_table() -> str:
+    """Moirai-MoE rows of bench/zeroshot.py: MASE and CRPS normalised by seasonal naive (< 1 beats it)."""
+    data = read("accuracy")
+    rows = [r for r in data.get("results", []) if "mase" in r]
+    if not rows:
+        return "_No zero-shot results yet: run `python bench/zeroshot.py`._"
+    out = [
+        "| router | kind | dataset | lookback | H | MASE / SN | CRPS / SN | MASE | SN MASE | MSE | MAE | series "
+        "| epochs | train min |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["router"], not r["zero_shot"], r["dataset"], r["horizon"])):
+        kind = "zero-shot" if r["zero_shot"] else "in-domain"
+        minutes = "" if r.get("train_seconds") is None else f"{r['train_seconds'] / 60:.0f}"
+        out.append(
+            f"| {r['router']} | {kind} | {r['dataset']} | {r['lookback']} | {r['horizon']} | **{_num(r['mase'])}** | "
+            f"**{_num(r['crps'])}** | {_num(r['mase_raw'])} | {_num(r['naive_mase_raw'])} | {_num(r['mse'])} | "
+            f"{_num(r['mae'])} | {r['test_windows']} | {r.get('epochs') or ''} | {minutes} |"
+        )
+    out.append("")
+    commands = sorted({(r.get("commit"), r.get("command"), r.get("num_samples")) for r in rows}, key=str)
+    out.append(f"- measured on {data.get('machine')}; commits, commands and sample paths per series:")
+    out += [f"  - `{c}`: `{cmd}` ({n} paths)" for c, cmd, n in commands]
     return "\n".join(out)
 
 
@@ -148,6 +174,7 @@ def probsparse_table() -> str:
 
 TABLES = {
     "accuracy": accuracy_table,
+    "zeroshot": zeroshot_table,
     "service": service_table,
     "kernels": kernels_table,
     "probsparse": probsparse_table,

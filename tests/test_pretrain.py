@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning as L
 import mlflow
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -205,6 +206,17 @@ def test_smoke_run_registers_a_rebuildable_champion_after_the_centroid_warmup(tr
     with torch.no_grad():
         assert torch.equal(model(x), trained(x))
     assert json.loads(next(Path(local).rglob("config.json")).read_text())["recipe"] == "moirai-moe-tiny"
+
+    # The pyfunc flavor takes any number of variates: its signature is an [L, N] float64 tensor.
+    pyfunc = mlflow.pyfunc.load_model("models:/moirai-moe-tiny/1")
+    spec = pyfunc.metadata.get_input_schema().inputs[0]
+    assert spec.shape == (-1, -1)
+    rng = np.random.default_rng(0)
+    for n in (1, 5):
+        window = rng.normal(size=(32, n))
+        window[3, 0] = np.nan  # missing values are masked
+        out = pyfunc.predict(window)
+        assert out.shape == (16, n) and np.isfinite(out.to_numpy()).all()
 
 
 def test_smoke_run_with_the_learned_router(tracking):

@@ -6,8 +6,10 @@ Seer service uses, so `mlflow models serve` and `seer serve` give the same numbe
 
 Input: a DataFrame with one column per variate (L rows, original units) and, for models that use
 calendar features, a `date` column; or a dict `{"history": [[..N] × L], "timestamps": [ISO × L]}`.
-Any-variate models (no fixed variate names, e.g. corpus-pretrained Moirai-MoE) take every column but
-`date`, in the frame's order.
+Any-variate models (no fixed variate names, e.g. corpus-pretrained Moirai-MoE) are logged with a
+tensor signature of shape (-1, -1): they take an [L, N] array (any L, any N; NaN = missing; over
+`mlflow models serve`: `{"inputs": [[..N] × L]}`). MLflow's schema check refuses a DataFrame for such
+a signature; send `frame.to_numpy()`.
 Output: a DataFrame of H rows, `date` (when known) + one column per variate.
 """
 
@@ -30,7 +32,12 @@ class SeerForecastModel(PythonModel):
     # No type hints on predict: MLflow would try to derive a schema from them (and warn).
     def predict(self, context, model_input, params=None):
         p = self.predictor
-        if isinstance(model_input, dict):
+        if isinstance(model_input, np.ndarray):
+            if model_input.ndim != 2:
+                raise ValueError(f"expected an [L, N] array of history, got shape {model_input.shape}")
+            history, stamps = model_input.astype(np.float64), None
+            names = p.variates or [str(j) for j in range(history.shape[1])]
+        elif isinstance(model_input, dict):
             history = np.asarray(model_input["history"], dtype=np.float64)
             stamps = model_input.get("timestamps")
             names = p.variates or [str(j) for j in range(history.shape[-1] if history.ndim else 0)]

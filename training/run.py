@@ -167,8 +167,9 @@ def train(
                 # The serving predictor (data.artifact.ForecastPredictor) is not relied on for
                 # instance-scaled bundles here: the plot comes from the bundle's model itself.
                 _log_corpus_forecast_plot(bundle, dm)
-                history, _, names = dm.example_window()
-                example = pd.DataFrame(history, columns=names)  # no timestamps: no calendar features
+                # Any-variate: the example is an [L, N] array, so the logged signature is a float64 tensor
+                # of shape (-1, -1) (any length, any number of variates), not the example's column names.
+                example = dm.example_window()[0]
             else:
                 _log_forecast_plot(bundle, dm)
                 example = _example_frame(meta["example_input"], dm.variates)

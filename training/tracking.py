@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 from mlflow import MlflowClient
+from mlflow.models import ModelSignature
+from mlflow.types import Schema, TensorSpec
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 CHAMPION = "champion"
@@ -68,8 +71,12 @@ def log_and_register(
     """Log the bundle as a pyfunc model in the active run and register it.
 
     Returns (version, became_champion): `@champion` is set only when the name has no champion yet,
-    and never with `claim_champion=False` (then no alias is touched).
+    and never with `claim_champion=False` (then no alias is touched). An array `example` ([L, N], an
+    any-variate model) gets the signature "float64 tensor of shape (-1, -1)", not the example's width.
     """
+    signature = None
+    if isinstance(example, np.ndarray):
+        signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float64), (-1, -1))]))
     info = mlflow.pyfunc.log_model(
         name="model",
         python_model=str(PYFUNC_FILE),
@@ -77,6 +84,7 @@ def log_and_register(
         pip_requirements=pip_requirements(),
         registered_model_name=registered_name,
         input_example=example,
+        signature=signature,
     )
     version = str(info.registered_model_version)
     if not claim_champion:
