@@ -62,22 +62,78 @@ def zeroshot_table() -> str:
     if not rows:
         return "_No zero-shot results yet: run `python bench/zeroshot.py`._"
     out = [
-        "| router | kind | dataset | lookback | H | MASE / SN | CRPS / SN | MASE | SN MASE | MSE | MAE | series "
-        "| epochs | train min |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| router | kind | dataset | lookback | H | MASE / SN | CRPS / SN | naive-1 MASE / SN | MASE | SN MASE | MSE "
+        "| MAE | series | epochs | train min |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in sorted(rows, key=lambda r: (r["router"], not r["zero_shot"], r["dataset"], r["horizon"])):
         kind = "zero-shot" if r["zero_shot"] else "in-domain"
         minutes = "" if r.get("train_seconds") is None else f"{r['train_seconds'] / 60:.0f}"
         out.append(
             f"| {r['router']} | {kind} | {r['dataset']} | {r['lookback']} | {r['horizon']} | **{_num(r['mase'])}** | "
-            f"**{_num(r['crps'])}** | {_num(r['mase_raw'])} | {_num(r['naive_mase_raw'])} | {_num(r['mse'])} | "
-            f"{_num(r['mae'])} | {r['test_windows']} | {r.get('epochs') or ''} | {minutes} |"
+            f"**{_num(r['crps'])}** | {_num(r.get('naive1_mase'))} | {_num(r['mase_raw'])} | "
+            f"{_num(r['naive_mase_raw'])} | {_num(r['mse'])} | {_num(r['mae'])} | {r['test_windows']} | "
+            f"{r.get('epochs') or ''} | {minutes} |"
         )
     out.append("")
     commands = sorted({(r.get("commit"), r.get("command"), r.get("num_samples")) for r in rows}, key=str)
     out.append(f"- measured on {data.get('machine')}; commits, commands and sample paths per series:")
     out += [f"  - `{c}`: `{cmd}` ({n} paths)" for c, cmd, n in commands]
+    return "\n".join(out)
+
+
+def decode_table() -> str:
+    """bench/moirai_decode.py: 100 sample paths over a 720-step horizon, KV cache vs full recompute."""
+    data = read("decode")
+    rows = data.get("results", [])
+    if not rows:
+        return "_No decode results yet: run `python bench/moirai_decode.py`._"
+    out = [
+        "| preset | device | N variates | context | H | paths | cached s | recompute s | speedup | max rel diff "
+        "| agree |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        recompute = f"{r['recompute_s']:.1f}" + (
+            f" (extrapolated from {r['recompute_steps_measured']} of {r['patch_steps']} steps)"
+            if r.get("recompute_extrapolated")
+            else ""
+        )
+        out.append(
+            f"| {r['preset']} | {r['device']} | {r['n_variates']} | {r['context']} | {r['horizon']} | "
+            f"{r['num_samples']} | {r['cached_s']:.1f} | {recompute} | **{r['speedup']:.1f}×** | "
+            f"{r['rel_diff']:.1e} | {r['agree']} |"
+        )
+    load = data.get("load_average", {})
+    out += [
+        "",
+        f"Load average at start/end: {load.get('start', ['?'])[0]} / {load.get('end', ['?'])[0]}; "
+        f"{data.get('threads')} torch threads. {data.get('note', '')}",
+        f"Measured on {data.get('machine')} at commit `{data.get('commit')}` with `{data.get('command')}`.",
+    ]
+    return "\n".join(out)
+
+
+def moe_table() -> str:
+    """bench/moe.py: the MoE SwiGLU layer, our op vs the reference loop over experts."""
+    data = read("moe")
+    rows = data.get("results", [])
+    if not rows:
+        return "_No MoE results yet: run `python bench/moe.py`._"
+    out = [
+        "| impl | device | dtype | tokens | D | expert width | experts | top-k | pass | ms | loop ms | ratio |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['impl']} | {r['device']} | {r['dtype']} | {r['T']} | {r['D']} | {r['F']} | {r['E']} | {r['k']} | "
+            f"{r['pass']} | {r['ms']:.1f} | {r['baseline_ms']:.1f} | {r['ratio']:.2f} |"
+        )
+    out += [
+        "",
+        f"{data.get('note', '')}. Load average {data.get('load_average_1m')}.",
+        f"Measured on {data.get('machine')} at commit `{data.get('commit')}` with `{data.get('command')}`.",
+    ]
     return "\n".join(out)
 
 
@@ -175,6 +231,8 @@ def probsparse_table() -> str:
 TABLES = {
     "accuracy": accuracy_table,
     "zeroshot": zeroshot_table,
+    "decode": decode_table,
+    "moe": moe_table,
     "service": service_table,
     "kernels": kernels_table,
     "probsparse": probsparse_table,

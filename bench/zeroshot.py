@@ -19,6 +19,8 @@ scores the same series (its CRPS is its MAE: a point mass). Reported:
       the Chronos / GIFT-Eval aggregate, DESIGN §8);
   `mase_raw`: mean over series of the model's MASE; `crps_raw`: mean over series of the model's CRPS
       divided by the series' MASE scale (unit free, like MASE); `naive_mase_raw` likewise;
+  `naive1_mase`: "repeat the last value" (naive-1) scored like the model (geometric mean of its MASE /
+      seasonal naive's): the baseline a random walk such as exchange_rate makes hard to beat;
   `mse`, `mae`: of the median forecast, in *standardised* units (each variate divided by its
       dataset's train-split standard deviation, NaN-aware: the units of the corpus validation metrics
       and of the dataset recipes' rows).
@@ -79,6 +81,7 @@ class Scores:
     mase_raw: float
     crps_raw: float
     naive_mase_raw: float
+    naive1_mase: float
     mse: float
     mae: float
     rows: tuple[int, int]  # the file rows the windows span (context start, last target row + 1)
@@ -128,6 +131,7 @@ def score(
         "mase_raw": float(np.nanmean(mase_model)),
         "crps_raw": float(np.nanmean(crps_scaled)),
         "naive_mase_raw": float(np.nanmean(mase_naive)),
+        "naive1_mase": relative_geomean(mase(seasonal_naive(context, horizon, 1), target, context, season), mase_naive),
         "mse": float(np.nanmean(err**2)),
         "mae": float(np.nanmean(np.abs(err))),
     }
@@ -197,6 +201,7 @@ def make_row(s: Scores, *, model: str, router: str, zero_shot: bool, horizon: in
         "mase_raw": _r(s.mase_raw),
         "crps_raw": _r(s.crps_raw),
         "naive_mase_raw": _r(s.naive_mase_raw),
+        "naive1_mase": _r(s.naive1_mase),
         "series": s.variates,
         "windows": s.windows,
         "stride": s.stride,

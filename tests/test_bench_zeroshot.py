@@ -59,6 +59,10 @@ def test_seasonal_naive_against_itself_is_one():
     # a perfect forecast beats it; a worse one does not
     assert zeroshot.score(target[None], context, target, season=24)["mase"] < 1e-6
     assert zeroshot.score((naive + 5.0)[None], context, target, season=24)["mase"] > 1.0
+    # the naive-1 baseline: the model's own score when it repeats the last value
+    last = np.repeat(context[:, -1:], 16, axis=1)
+    s_last = zeroshot.score(last[None], context, target, season=24)
+    assert s_last["naive1_mase"] == pytest.approx(s_last["mase"]) and s["naive1_mase"] == s_last["naive1_mase"]
 
 
 def test_sample_paths_shape_and_seed(tiny_model):

@@ -234,7 +234,13 @@ class VariateBatchSampler(Sampler[list[tuple[int, int]]]):
 
     Per epoch: every item's n is read (`n_variates(epoch, i)`, None = skip the item), the sampler's
     order is grouped by n, each group cut into batches of `batch_size` (its last partial batch dropped
-    with `drop_last`), and the batches shuffled (seeded by (seed, epoch)). Computed once per epoch."""
+    with `drop_last`), and the batches shuffled (seeded by (seed, epoch)). Computed once per epoch.
+
+    `n_batches` fixes the epoch's length: the grouping makes the natural count vary from epoch to epoch,
+    and Lightning reads a batch sampler's length once, then validates when the batch index reaches it,
+    so an epoch one batch short would end without validation (seen: the MoE runs validated on only
+    some epochs). With `n_batches`, partial batches go first when the epoch is too long, and randomly
+    chosen batches repeat when it is too short (many skipped items)."""
 
     def __init__(
         self,
@@ -244,11 +250,14 @@ class VariateBatchSampler(Sampler[list[tuple[int, int]]]):
         *,
         drop_last: bool = False,
         seed: int = 0,
+        n_batches: int | None = None,
     ):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if n_batches is not None and n_batches < 1:
+            raise ValueError("n_batches must be >= 1")
         self.sampler, self.n_variates, self.batch_size = sampler, n_variates, batch_size
-        self.drop_last, self.seed = drop_last, seed
+        self.drop_last, self.seed, self.n_batches = drop_last, seed, n_batches
         self.skipped = 0  # items of the current epoch left out (no observed context for some variate)
         self._cache: tuple[int, list[list[tuple[int, int]]]] | None = None
 
@@ -270,8 +279,13 @@ class VariateBatchSampler(Sampler[list[tuple[int, int]]]):
             for s in range(0, len(idx), self.batch_size)
             if not (self.drop_last and len(idx) - s < self.batch_size)
         ]
-        order = np.random.default_rng([self.seed, epoch, 1]).permutation(len(batches))
-        batches = [batches[j] for j in order]
+        rng = np.random.default_rng([self.seed, epoch, 1])
+        batches = [batches[j] for j in rng.permutation(len(batches))]
+        if self.n_batches is not None and batches:
+            batches.sort(key=lambda b: len(b) < self.batch_size)  # stable: full batches first, shuffled
+            top_up = rng.integers(0, len(batches), size=max(0, self.n_batches - len(batches)))
+            batches = batches[: self.n_batches] + [batches[j] for j in top_up]
+            batches = [batches[j] for j in rng.permutation(len(batches))]
         self.skipped = skipped
         if skipped:
             log.info("corpus epoch %d: %d windows skipped (a variate with no observed context)", epoch, skipped)
@@ -282,7 +296,7 @@ class VariateBatchSampler(Sampler[list[tuple[int, int]]]):
         return iter(self.batches())
 
     def __len__(self) -> int:
-        return len(self.batches())
+        return self.n_batches if self.n_batches is not None else len(self.batches())
 
 
 class HeldoutWindows(Dataset):
@@ -362,7 +376,12 @@ class PretrainDataModule(L.LightningDataModule):
         self.windows = CorpusWindows(self.corpus, c.lookback, c.horizon)
         self.sampler = EpochSampler(len(self.corpus), seed=cc.seed)
         self.batch_sampler = VariateBatchSampler(
-            self.sampler, self.windows.n_variates, c.batch_size, drop_last=False, seed=cc.seed
+            self.sampler,
+            self.windows.n_variates,
+            c.batch_size,
+            drop_last=False,
+            seed=cc.seed,
+            n_batches=math.ceil(len(self.sampler) / c.batch_size),
         )
         self.heldout_datasets = tuple(
             m for source in cc.mixture() for m in cc.members(source) if m in CATALOGUE
