@@ -216,8 +216,8 @@ def _seasonal_series(rng: np.random.Generator, length: int) -> np.ndarray:
     for k, knot in enumerate(knots):
         trend += (slopes[k + 1] - slopes[k]) * np.maximum(t - knot, 0.0)
     # A stochastic trend half of the time: a random walk with drift, scaled to a standard deviation of
-    # 0.3-3 over the series (seasonal amplitudes are ~1). Prices, rates and levels (exchange rates, stocks, temperatures over a
-    # day) move like this; persistence is their best forecast, which a deterministic trend never teaches.
+    # 0.3-3 over the series (seasonal amplitudes are ~1). Prices, rates and levels move like this;
+    # persistence is their best forecast, which a deterministic trend never teaches.
     if rng.random() < RANDOM_WALK_P:
         walk = np.cumsum(rng.normal(rng.normal(0.0, 0.1), 1.0, size=length))
         trend += walk * rng.uniform(0.3, 3.0) / max(float(np.std(walk)), 1e-8)
@@ -262,8 +262,9 @@ def generate_seasonal(n_series: int, length: int = DEFAULT_LENGTH, seed: int = 0
 
     Each series: a piecewise-linear trend (0-3 change points), half of the time plus a random walk
     with drift (`RANDOM_WALK_P`), 0-3 seasonal components (`N_SEASONAL_P`) with random periods (70 %
-    from `SEASONAL_PERIODS`), amplitudes (log-normal) and phases, sometimes with a second harmonic; AR(1) or Gaussian noise; with probability 0.3 one to five spikes of 3-8 standard
-    deviations and with probability 0.2 one level shift.
+    from `SEASONAL_PERIODS`), amplitudes (log-normal) and phases, sometimes with a second harmonic;
+    AR(1) or Gaussian noise; with probability 0.3 one to five spikes of 3-8 standard deviations and
+    with probability 0.2 one level shift.
     """
     if length < 4:
         raise ValueError("length must be >= 4")
