@@ -103,6 +103,7 @@ def test_a_valid_file_resolves_relative_data_and_the_model_name(tmp_path):
         ({"cron": "0 3 * *"}, r"expected 5 fields"),
         ({"cron": "0 3 1 * 1"}, r"not both"),
         ({"recipe": "nope"}, r"unknown recipe 'nope'; available"),
+        ({"recipe": "moirai-moe-tiny"}, r"pretrains on the corpus mixture; retraining on fresh files takes a dataset"),
         ({"overrides": ["trainer.bogus=1"]}, r"trainer has no field 'bogus'"),
         ({"overrides": ["data.dataset=x.csv"]}, r"data.dataset cannot be overridden"),
         ({"min_improvement": 1.5}, r"min_improvement: Input should be less than 1"),

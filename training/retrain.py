@@ -285,6 +285,11 @@ def build_recipe(job: RetrainJob, dataset: str | None = None) -> Recipe:
         recipe = get_recipe(job.recipe)
     except KeyError as e:
         raise ValueError(e.args[0]) from None
+    if recipe.corpus is not None:
+        raise ValueError(
+            f"recipe {job.recipe!r} pretrains on the corpus mixture; retraining on fresh files takes a "
+            "dataset recipe (e.g. itransformer-etth1)"
+        )
     if job.smoke:
         recipe = smoke(recipe)
     recipe = apply_overrides(recipe, ["trainer.progress_bar=false", *job.overrides])
