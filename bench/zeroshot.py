@@ -277,6 +277,26 @@ def train_model(recipe: Any, store: str) -> tuple[Any, dict[str, Any]]:
     return keep.model, facts
 
 
+def save_trained(model: Any, facts: dict[str, Any], directory: Path) -> Path:
+    """The trained model as a bundle that `--model-uri` (and `seer serve NAME=PATH`) can load."""
+    from data.artifact import save_bundle
+
+    cfg = model.config
+    meta = {
+        "name": str(facts["recipe"]),
+        "model": "moirai_moe",
+        "task": "forecast",
+        "model_config": cfg.to_dict(),
+        "transform": {"kind": "instance", "scaler": None, "variates": None, "calendar_freq": "",
+                      "step_seconds": None, "lookback": cfg.lookback, "horizon": cfg.horizon,
+                      "max_horizon": cfg.max_horizon, "dataset": "corpus"},
+        "probabilistic": True,
+        "recipe": facts["recipe"],
+        "run_id": facts.get("run_id"),
+    }  # fmt: skip
+    return save_bundle(directory, model, meta)
+
+
 def load_model(uri: str) -> tuple[Any, dict[str, Any]]:
     """A registered (`models:/NAME@ALIAS`, `models:/NAME/VERSION`, `runs:/...`) or local bundle."""
     from data.artifact import load_bundle
@@ -346,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
             facts.update(train_seconds=None, seed=None)
         else:
             model, facts = train_model(zeroshot_recipe(args.router, args.quick), store)
+            bundle = save_trained(model, facts, Path(store) / "bundle")
+            print(f"trained model saved to {bundle} (score it again: --model-uri {bundle})", flush=True)
     finally:
         os.chdir(cwd)
     cfg = model.config

@@ -35,7 +35,7 @@ DEFAULT_LENGTH = 1024
 MAX_KERNELS = 5
 # The seasonal generator: the chance of a random-walk trend, and of 0/1/2/3 seasonal components.
 RANDOM_WALK_P = 0.5
-N_SEASONAL_P = (0.2, 0.35, 0.25, 0.2)
+N_SEASONAL_P = (0.3, 0.3, 0.2, 0.2)
 KINDS = ("periodic", "linear", "rbf", "rq", "white", "constant")
 
 

@@ -117,3 +117,12 @@ def test_quick_mode_leaves_accuracy_json_alone(bundle, tmp_path, monkeypatch):
     assert zeroshot.main([*argv[:-3], "--datasets", "ETTh2"]) == 0
     assert len(list(tmp_path.glob("seer-zeroshot-*/zeroshot_quick.json"))) == 1
     assert (real.read_bytes() if real.exists() else None) == before
+
+
+def test_a_trained_model_is_saved_as_a_bundle_that_scores_again(tiny_model, tmp_path):
+    path = zeroshot.save_trained(tiny_model, {"recipe": "moirai-moe-tiny-zeroshot", "run_id": "r"}, tmp_path / "b")
+    model, facts = zeroshot.load_model(str(path))
+    assert facts["recipe"] == "moirai-moe-tiny-zeroshot" and facts["run_id"] == "r"
+    x = torch.randn(2, tiny_model.config.lookback, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), tiny_model(x), rtol=0, atol=0)

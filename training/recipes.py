@@ -199,7 +199,7 @@ def moirai_moe(size: str = "tiny", zero_shot: bool = False) -> Recipe:
         corpus = CorpusConfig(sources=dict(DEFAULT_MIXTURE), exclude=exclude, epoch_size=1_600, **window)
         warmup = WarmupConfig(epochs=3, centroid_batches=16)
         trainer = TrainerConfig(
-            max_epochs=40, patience=5, lr=1e-3, lr_decay=0.95, monitor="val_nll", gradient_clip_val=1.0, seed=0
+            max_epochs=80, patience=8, lr=1e-3, lr_decay=0.97, monitor="val_nll", gradient_clip_val=1.0, seed=0
         )
         what = "CPU model (4 layers, D 128, 8 experts, top-2)"
     else:
