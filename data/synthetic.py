@@ -34,7 +34,7 @@ SEASONAL_PERIODS: tuple[int, ...] = (
 DEFAULT_LENGTH = 1024
 MAX_KERNELS = 5
 # The seasonal generator: the chance of a random-walk trend, and of 0/1/2/3 seasonal components.
-RANDOM_WALK_P = 0.5
+RANDOM_WALK_P = 0.6
 N_SEASONAL_P = (0.3, 0.3, 0.2, 0.2)
 KINDS = ("periodic", "linear", "rbf", "rq", "white", "constant")
 
@@ -215,11 +215,12 @@ def _seasonal_series(rng: np.random.Generator, length: int) -> np.ndarray:
     trend = rng.normal(0.0, 1.0) + slopes[0] * t
     for k, knot in enumerate(knots):
         trend += (slopes[k + 1] - slopes[k]) * np.maximum(t - knot, 0.0)
-    # A stochastic trend half of the time: a random walk with drift, scaled to a standard deviation of
+    # A stochastic trend (`RANDOM_WALK_P`): a random walk with a small drift (0.01 step sd: a drift of 0.1
+    # made 70 % of a 320-step window's variance a straight line, a trend again), scaled to a sd of
     # 0.3-3 over the series (seasonal amplitudes are ~1). Prices, rates and levels move like this;
     # persistence is their best forecast, which a deterministic trend never teaches.
     if rng.random() < RANDOM_WALK_P:
-        walk = np.cumsum(rng.normal(rng.normal(0.0, 0.1), 1.0, size=length))
+        walk = np.cumsum(rng.normal(rng.normal(0.0, 0.01), 1.0, size=length))
         trend += walk * rng.uniform(0.3, 3.0) / max(float(np.std(walk)), 1e-8)
     # 0-3 seasonal components: mostly common periods, sometimes any period in [2, T/3].
     seasonal = np.zeros(length)
@@ -260,8 +261,8 @@ def _seasonal_series(rng: np.random.Generator, length: int) -> np.ndarray:
 def generate_seasonal(n_series: int, length: int = DEFAULT_LENGTH, seed: int = 0, *, first: int = 0) -> np.ndarray:
     """Seasonal/trend/noise mixture series `first .. first + N - 1` as `[N, T]` (float32).
 
-    Each series: a piecewise-linear trend (0-3 change points), half of the time plus a random walk
-    with drift (`RANDOM_WALK_P`), 0-3 seasonal components (`N_SEASONAL_P`) with random periods (70 %
+    Each series: a piecewise-linear trend (0-3 change points), 60 % of the time plus a random walk
+    (`RANDOM_WALK_P`), 0-3 seasonal components (`N_SEASONAL_P`) with random periods (70 %
     from `SEASONAL_PERIODS`), amplitudes (log-normal) and phases, sometimes with a second harmonic;
     AR(1) or Gaussian noise; with probability 0.3 one to five spikes of 3-8 standard deviations and
     with probability 0.2 one level shift.
