@@ -180,6 +180,44 @@ def evaluate_dataset(
     )
 
 
+def plot_forecasts(
+    model: Any, datasets: tuple[str, ...], lookback: int, horizon: int, path: Path, num_samples: int, seed: int = 0
+) -> Path:
+    """A figure of the last test window of the first 3 variates of each dataset: the context's tail, the
+    truth, the median and the 10-90 % band of the sample paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from data.corpus import heldout_series
+
+    fig, axes = plt.subplots(len(datasets), 3, figsize=(13, 3.2 * len(datasets)), squeeze=False)
+    for row, dataset in enumerate(datasets):
+        hs = heldout_series(dataset, lookback, horizon, 1)
+        context, target = hs.context[:3].astype(np.float64), hs.target[:3].astype(np.float64)
+        paths = sample_paths(model, context, horizon, num_samples, seed)  # [S, 3, H]
+        lo, med, hi = np.quantile(paths, [0.1, 0.5, 0.9], axis=0)
+        tail = min(lookback, 2 * horizon)
+        for j, ax in enumerate(axes[row]):
+            if j >= len(context):
+                ax.axis("off")
+                continue
+            past, future = np.arange(-tail, 0), np.arange(horizon)
+            ax.plot(past, context[j, -tail:], color="0.3", lw=1, label="context")
+            ax.plot(future, target[j], color="black", lw=1, label="truth")
+            ax.fill_between(future, lo[j], hi[j], color="tab:blue", alpha=0.25, label="10-90 %")
+            ax.plot(future, med[j], color="tab:blue", lw=1.5, label="median")
+            ax.set_title(f"{dataset} · variate {j} · last test window", fontsize=9)
+            if row == 0 and j == 0:
+                ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def _r(x: float | None, digits: int = 4) -> float | None:
     return None if x is None or not math.isfinite(x) else round(float(x), digits)
 
@@ -415,6 +453,14 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     print_table(rows)
+    if args.quick:
+        plot_dir = Path(store)
+    else:
+        plot_dir = out.parent if out is not None else Path(__file__).resolve().parent / "results"
+    figure = plot_forecasts(
+        model, ZERO_SHOT, lookback, horizon, plot_dir / f"zeroshot_{router}.png", num_samples, args.seed
+    )
+    print(f"forecast plots: {figure}")
     if out is not None:
         print(f"\nrows written to {out}")
     return 0
