@@ -16,7 +16,12 @@ the magnitude (one draw of 1193.57, 276 scales out, differed by 1.1e-3, a relati
 Rows: {"model": "moirai_moe", "preset", "device", "dtype", "context", "horizon", "num_samples",
 "n_variates", "cached_s", "recompute_s", "speedup" = recompute_s / cached_s, "max_abs_diff", ...}.
 - Weights are randomly initialised (`torch.manual_seed`): decoding time does not depend on training, only
-  on the shapes (the random routing spreads tokens over the experts roughly evenly).
+  on the shapes (the random routing spreads tokens over the experts roughly evenly). Random weights
+  make wild paths, though: on an idle machine, at N = 7 and 100 paths, every path of the random `cpu()`
+  model left the recomputed one at patch 40 (values saturated at the output clamps, where fp32 rounding
+  picks the branch), while the same comparison with trained weights agrees over all 45 steps.
+  `--weights BUNDLE` therefore adds rows (preset `trained`, the bundle's own lookback) for a trained
+  model, e.g. the bundle `bench/zeroshot.py` saves.
 - CPU: the `cpu()` preset (4 layers, d_model 128, 8 experts of width 256, top-2, patch 16), context = the
   preset's lookback (512), horizon 720 (45 patch steps), 100 sample paths, batch 1, fp32, N = 1 and N = 7,
   torch with 2 threads. CUDA adds the `small()` preset (the paper's Small) on the GPU.
@@ -40,7 +45,7 @@ Rows: {"model": "moirai_moe", "preset", "device", "dtype", "context", "horizon",
   prediction (`recompute_predicted_s`): on fully measured rows, a check of the estimator.
 - The headline `speedup` is the first row's (the `cpu()` preset with N = 1).
 
-    python bench/moirai_decode.py [--quick] [--budget-s 480] [--threads 2] [--device cpu|cuda]
+    python bench/moirai_decode.py [--quick] [--budget-s 480] [--threads 2] [--device cpu|cuda] [--weights BUNDLE]
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +96,19 @@ def _timed(fn: Callable[[], Any], dev: torch.device) -> tuple[Any, float, float]
     return out, time.perf_counter() - t0, time.process_time() - c0
 
 
+TRAINED: dict[str, Path] = {}  # "preset" name -> a trained bundle (`--weights`)
+
+
 def model_for(preset: str, horizon: int, dev: torch.device, seed: int) -> MoiraiMoE:
-    """The preset with random weights (seeded), max_horizon raised to `horizon` where needed, eval mode."""
+    """The preset with random weights (seeded), max_horizon raised to `horizon` where needed, eval mode;
+    a `TRAINED` name loads that bundle's config and weights instead."""
+    if preset in TRAINED:
+        from data.artifact import load_bundle
+
+        trained, _ = load_bundle(TRAINED[preset])
+        model = MoiraiMoE(replace(trained.config, max_horizon=max(trained.config.max_horizon, horizon)))
+        model.load_state_dict(trained.state_dict())
+        return model.to(dev).eval()
     base = PRESETS[preset]()
     config = PRESETS[preset](max_horizon=max(base.max_horizon, horizon))
     torch.manual_seed(seed)
@@ -387,6 +404,12 @@ def payload(
         "rel_diff_vs_scale = max |cached - recompute| / series scale, over_scale_tol = how many of the "
         "compared values differ by more than 1e-4 series scales."
     )
+    if any(r["preset"] in TRAINED for r in rows):
+        note += (
+            " Rows with preset 'trained' use the weights of the bundle given by --weights (its config and lookback)"
+            "; random weights saturate the output clamps on long horizons, where cached and recomputed paths can"
+            " part (a chaotic, not a cache, difference): the trained rows are the agreement check that counts."
+        )
     if extrapolated:
         names = ", ".join(
             f"{r['preset']} N={r['n_variates']} ({r['recompute_steps_measured']} of {r['patch_steps']} steps)"
@@ -442,9 +465,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="horizon 96, 20 sample paths")
     parser.add_argument("--budget-s", type=float, default=480.0, help="time budget for the whole bench")
     parser.add_argument("--threads", type=int, default=CPU_THREADS, help="torch CPU threads")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="also time a trained bundle (e.g. bench/zeroshot.py's), rows with preset 'trained' (its own lookback)",
+    )
     args = parser.parse_args()
     horizon, num_samples = (96, 20) if args.quick else (720, 100)
     cases: list[Case] = [("cpu", 1), ("cpu", 7)]
+    if args.weights is not None:
+        TRAINED["trained"] = args.weights
+        cases += [("trained", 1), ("trained", 7)]
     if torch.device(args.device).type == "cuda":
         cases += [("small", 1), ("small", 7)]
 

@@ -105,6 +105,14 @@ def decode_table() -> str:
             f"{r['rel_diff']:.1e} | {r['agree']} |"
         )
     load = data.get("load_average", {})
+    trained = [r for r in rows if r["preset"] == "trained"]
+    if trained and "'trained'" not in data.get("note", ""):
+        out += [
+            "",
+            "Preset `trained`: the weights given by `--weights` (the centroid model trained by "
+            "`bench/zeroshot.py`, its lookback 256); the other rows use random weights, which saturate the output "
+            "clamps on long horizons, where cached and recomputed paths can part chaotically.",
+        ]
     out += [
         "",
         f"Load average at start/end: {load.get('start', ['?'])[0]} / {load.get('end', ['?'])[0]}; "

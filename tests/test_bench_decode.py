@@ -54,3 +54,23 @@ def test_decode_bench_rows_and_payload():
     assert body["results"] == rows + [cut]
     assert "randomly initialised" in body["note"] and "EXTRAPOLATED" in body["note"]
     assert json.loads(json.dumps(body)) == body
+
+
+def test_a_trained_bundle_is_timed_with_its_own_weights(tmp_path, monkeypatch):
+    import torch
+
+    from bench import moirai_decode
+    from data.artifact import save_bundle
+    from forecasters.moirai_moe import MoiraiMoEConfig
+    from forecasters.moirai_moe.model import MoiraiMoE
+
+    torch.manual_seed(5)
+    trained = MoiraiMoE(MoiraiMoEConfig.tiny()).eval()
+    meta = {"name": "t", "model": "moirai_moe", "task": "forecast", "model_config": trained.config.to_dict(),
+            "transform": {"kind": "instance", "scaler": None, "variates": None}}  # fmt: skip
+    monkeypatch.setitem(moirai_decode.TRAINED, "trained", save_bundle(tmp_path / "b", trained, meta))
+    model = moirai_decode.model_for("trained", 4 * trained.config.max_horizon, torch.device("cpu"), seed=0)
+    assert model.config.max_horizon == 4 * trained.config.max_horizon  # raised for the bench's horizon
+    x = torch.randn(1, trained.config.lookback, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), trained(x), rtol=0, atol=0)
