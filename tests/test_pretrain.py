@@ -155,7 +155,10 @@ def test_cluster_centroids_come_from_the_dense_models_inputs():
 
 
 def test_moirai_recipes():
-    assert {"moirai-moe-tiny", "moirai-moe-tiny-zeroshot", "moirai-moe-small"} <= set(RECIPES)
+    assert {"moirai-moe-tiny", "moirai-moe-tiny-zeroshot", "moirai-moe-small", "moirai-moe-small-zeroshot"} <= set(
+        RECIPES
+    )
+    assert get_recipe("moirai-moe-small-zeroshot").corpus.exclude == ("weather", "exchange_rate")
     tiny, small = get_recipe("moirai-moe-tiny"), get_recipe("moirai-moe-small")
     assert tiny.model_config.router == "centroid" and tiny.model_config.n_experts == 8 and tiny.warmup
     assert tiny.corpus is not None and tiny.corpus.exclude == () and tiny.trainer.monitor == "val_nll"

@@ -245,6 +245,7 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     "moirai-moe-tiny": lambda: moirai_moe("tiny"),
     "moirai-moe-tiny-zeroshot": lambda: moirai_moe("tiny", zero_shot=True),
     "moirai-moe-small": lambda: moirai_moe("small"),
+    "moirai-moe-small-zeroshot": lambda: moirai_moe("small", zero_shot=True),
 }
 
 
