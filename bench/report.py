@@ -21,6 +21,11 @@ def _num(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
+def _provenance(data: dict) -> str:
+    """The line naming where, at which commit and with which command a results file was produced."""
+    return f"Measured on {data.get('machine')} at commit `{data.get('commit')}` with `{data.get('command')}`."
+
+
 def accuracy_table() -> str:
     data = read("accuracy")
     rows = [r for r in data.get("results", []) if "mase" not in r]  # probabilistic rows: zeroshot_table
@@ -109,15 +114,15 @@ def decode_table() -> str:
     if trained and "'trained'" not in data.get("note", ""):
         out += [
             "",
-            "Preset `trained`: the weights given by `--weights` (the centroid model trained by "
-            "`bench/zeroshot.py`, its lookback 256); the other rows use random weights, which saturate the output "
-            "clamps on long horizons, where cached and recomputed paths can part chaotically.",
+            f"Preset `trained`: the weights of the bundle given by `--weights` (context = its lookback, "
+            f"{trained[0]['context']}); the other rows use random weights, which saturate the output clamps on "
+            "long horizons, where cached and recomputed paths can part chaotically.",
         ]
     out += [
         "",
         f"Load average at start/end: {load.get('start', ['?'])[0]} / {load.get('end', ['?'])[0]}; "
         f"{data.get('threads')} torch threads. {data.get('note', '')}",
-        f"Measured on {data.get('machine')} at commit `{data.get('commit')}` with `{data.get('command')}`.",
+        _provenance(data),
     ]
     return "\n".join(out)
 
@@ -140,7 +145,7 @@ def moe_table() -> str:
     out += [
         "",
         f"{data.get('note', '')}. Load average {data.get('load_average_1m')}.",
-        f"Measured on {data.get('machine')} at commit `{data.get('commit')}` with `{data.get('command')}`.",
+        _provenance(data),
     ]
     return "\n".join(out)
 
@@ -194,7 +199,7 @@ def kernels_table() -> str:
             f"{r['causal']} | {r['pass']} | {r['ms']:.3f} | {r['baseline']} | {r['baseline_ms']:.3f} | "
             f"{r['ratio']:.2f} |"
         )
-    out += ["", f"Measured on {data.get('machine')} at commit `{data.get('commit')}` with `{data.get('command')}`."]
+    out += ["", _provenance(data)]
     return "\n".join(out)
 
 
@@ -231,7 +236,7 @@ def probsparse_table() -> str:
         f"{data.get('memory_method', '')}. Timing: {data.get('time_method', '')}; the machine's load average was "
         f"{data.get('load_average', {}).get('start', ['?'])[0]} while it ran (other jobs), so the memory columns "
         "are the solid figures.",
-        f"Measured on {data.get('machine')} at commit `{data.get('commit')}` with `{data.get('command')}`.",
+        _provenance(data),
     ]
     return "\n".join(out)
 
