@@ -14,7 +14,7 @@ itself (instance normalisation over the observed context). Missing values (the w
 stay NaN with `observed = False`.
 
 Source names in a mixture: `ett` (ETTh1, ETTh2, ETTm1, ETTm2), any `data.sources.CATALOGUE` name,
-`kernelsynth` and `seasonal` (`data.synthetic`, univariate series; a multi-variate sample stacks
+`kernelsynth`, `seasonal` and `randomwalk` (`data.synthetic`, univariate series; a multi-variate sample stacks
 distinct series of the pool). Synthetic pools have `n_synthetic` series of `synthetic_length` steps,
 generated lazily (series `j` depends only on the seed and `j`) and cached per process.
 """
@@ -34,11 +34,12 @@ from data.sources import CATALOGUE, load_series, split_for
 from data.synthetic import GENERATORS
 
 DEFAULT_MIXTURE: dict[str, float] = {
-    "ett": 0.35,
+    "ett": 0.3,
     "weather": 0.15,
     "exchange_rate": 0.1,
-    "kernelsynth": 0.2,
-    "seasonal": 0.2,
+    "kernelsynth": 0.15,
+    "seasonal": 0.15,
+    "randomwalk": 0.15,
 }
 SOURCE_GROUPS: dict[str, tuple[str, ...]] = {"ett": ("ETTh1", "ETTh2", "ETTm1", "ETTm2")}
 # The datasets kept out of pretraining for zero-shot evaluation.

@@ -1,4 +1,5 @@
-"""Synthetic pretraining series: KernelSynth (Gaussian-process priors) and a seasonal/trend mixture.
+"""Synthetic pretraining series: KernelSynth (Gaussian-process priors), a seasonal/trend mixture and
+random walks (prices, rates, levels).
 
 Shapes: N series, T steps (`length`). Both generators return float32 `[N, T]` and are deterministic
 under `seed`; series `i` depends only on `(seed, i, T)` (child `i` of `SeedSequence(seed)`), so
@@ -275,4 +276,61 @@ def generate_seasonal(n_series: int, length: int = DEFAULT_LENGTH, seed: int = 0
     return out
 
 
-GENERATORS = {"kernelsynth": generate_kernelsynth, "seasonal": generate_seasonal}
+# The random-walk generator: chances of heavy-tailed shocks, GARCH volatility, AR(1) momentum in the
+# increments, a geometric (price-like) walk, observation noise, and stale runs (repeated values).
+WALK_P = {"student_t": 0.5, "garch": 0.4, "momentum": 0.3, "geometric": 0.3, "noise": 0.3, "stale": 0.3}
+
+
+def _random_walk_series(rng: np.random.Generator, length: int) -> np.ndarray:
+    """One integrated-process series `[T]` (float64): a price, rate or level, for which persistence
+    (the last value) is the best or nearly the best point forecast at every horizon."""
+    p = WALK_P
+    shocks = rng.standard_t(int(rng.integers(3, 11)), size=length) if rng.random() < p["student_t"] else (
+        rng.standard_normal(length)
+    )
+    shocks /= max(float(np.std(shocks)), 1e-8)
+    if rng.random() < p["garch"]:  # GARCH(1,1) volatility clustering, unit long-run variance
+        alpha = rng.uniform(0.03, 0.15)
+        beta = rng.uniform(0.75, 0.97 - alpha)
+        var, omega = 1.0, 1.0 - alpha - beta
+        for i in range(length):
+            shocks[i] *= np.sqrt(var)
+            var = omega + alpha * shocks[i] ** 2 + beta * var
+    steps = shocks + rng.normal(0.0, 0.03) * (rng.random() < 0.5)  # a drift in half the series
+    if rng.random() < p["momentum"]:  # ARIMA(1,1,0): increments with a little autocorrelation
+        phi = rng.uniform(-0.3, 0.3)
+        for i in range(1, length):
+            steps[i] += phi * steps[i - 1]
+    level = np.cumsum(steps)
+    if rng.random() < p["geometric"]:  # a price: exp of a walk whose range is 5-100 % in log terms
+        level = np.exp(level * rng.uniform(0.05, 1.0) / max(float(np.ptp(level)), 1e-8))
+    y = level * rng.lognormal(0.0, 1.0) + rng.normal(0.0, 3.0) * float(np.std(level))
+    if rng.random() < p["noise"]:  # measurement noise: up to half a typical step
+        y += rng.normal(0.0, rng.uniform(0.0, 0.5) * float(np.std(np.diff(y))), size=length)
+    if rng.random() < p["stale"]:  # closed markets, stuck sensors: a value repeated for 1-3 steps
+        for at in np.flatnonzero(rng.random(length) < rng.uniform(0.05, 0.3)):
+            if at > 0:
+                y[at : at + int(rng.integers(1, 4))] = y[at - 1]
+    return y
+
+
+def generate_randomwalk(n_series: int, length: int = DEFAULT_LENGTH, seed: int = 0, *, first: int = 0) -> np.ndarray:
+    """Random-walk (integrated process) series `first .. first + N - 1` as `[N, T]` (float32).
+
+    Each series integrates unit-variance shocks: Gaussian or Student-t (3-10 degrees of freedom),
+    with GARCH(1,1) volatility clustering, a small drift in half of them, AR(1) momentum in the
+    increments (ARIMA(1,1,0), phi in [-0.3, 0.3]) in some; some are geometric (exp of the walk, a
+    price); then a random scale and offset, sometimes measurement noise and stale runs (a value
+    repeated 1-3 steps). Probabilities in `WALK_P`. The KernelSynth bank has no non-stationary
+    kernel but the linear one, and the seasonal generator mixes its walks with seasonality and noise;
+    this source is where a model learns that the last value is the forecast of a price or a level.
+    """
+    if length < 4:
+        raise ValueError("length must be >= 4")
+    out = np.empty((n_series, length), np.float32)
+    for i, rng in enumerate(_series_rngs(n_series, seed, first)):
+        out[i] = _random_walk_series(rng, length)
+    return out
+
+
+GENERATORS = {"kernelsynth": generate_kernelsynth, "seasonal": generate_seasonal, "randomwalk": generate_randomwalk}

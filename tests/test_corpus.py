@@ -23,6 +23,7 @@ from data.synthetic import (
     CompositeKernel,
     Kernel,
     generate_kernelsynth,
+    generate_randomwalk,
     generate_seasonal,
     sample_gp,
     sample_kernel,
@@ -79,7 +80,7 @@ def test_catalogue_entries_and_ratio_splits():
 # --- synthetic --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("generate", [generate_kernelsynth, generate_seasonal])
+@pytest.mark.parametrize("generate", [generate_kernelsynth, generate_seasonal, generate_randomwalk])
 def test_generators_are_deterministic_with_the_requested_shape(generate):
     a = generate(6, 128, seed=3)
     assert a.shape == (6, 128) and a.dtype == np.float32 and np.isfinite(a).all()
@@ -201,7 +202,7 @@ def test_weather_missing_values_stay_nan_and_unobserved():
 
 def test_exclude_and_window_shortening():
     cfg = CorpusConfig(exclude=ZERO_SHOT_EXCLUDE + ("ETTh2",), epoch_size=300, **SMALL)
-    assert set(cfg.mixture()) == {"ett", "kernelsynth", "seasonal"}
+    assert set(cfg.mixture()) == {"ett", "kernelsynth", "seasonal", "randomwalk"}
     assert abs(sum(cfg.mixture().values()) - 1) < 1e-12
     corpus = PretrainCorpus(cfg)
     datasets = {corpus[i]["dataset"] for i in range(len(corpus))}

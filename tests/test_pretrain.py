@@ -164,7 +164,7 @@ def test_moirai_recipes():
     assert tiny.corpus is not None and tiny.corpus.exclude == () and tiny.trainer.monitor == "val_nll"
     assert get_recipe("moirai-moe-tiny-zeroshot").corpus.exclude == ZERO_SHOT_EXCLUDE
     assert (small.model_config.n_experts, small.trainer.precision) == (32, "bf16-mixed")
-    assert tiny.data.dataset == "corpus" and tiny.to_dict()["corpus"]["sources"]["ett"] == 0.35
+    assert tiny.data.dataset == "corpus" and tiny.to_dict()["corpus"]["sources"]["ett"] == 0.3
     over = apply_overrides(tiny, ['model.router="learned"', "corpus.epoch_size=64", "warmup.epochs=2"])
     assert (over.model_config.router, over.corpus.epoch_size, over.warmup.epochs) == ("learned", 64, 2)
     assert smoke(over).model_config.router == "learned"
@@ -190,7 +190,7 @@ def test_smoke_run_registers_a_rebuildable_champion_after_the_centroid_warmup(tr
     client = MlflowClient(tracking)
     assert str(client.get_model_version_by_alias("moirai-moe-tiny", "champion").version) == "1"
     run = client.get_run(result.run_id)
-    assert run.data.tags["seer.dataset"] == "corpus" and run.data.params["corpus.sources.ett"] == "0.35"
+    assert run.data.tags["seer.dataset"] == "corpus" and run.data.params["corpus.sources.ett"] == "0.3"
     for key in ("val_nll", "val_mse", "test_nll", "best_val_nll", "warmup_val_nll", "warmup_train_loss"):
         assert key in run.data.metrics, key
     assert "plots" in {a.path for a in client.list_artifacts(result.run_id)}
