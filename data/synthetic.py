@@ -285,9 +285,10 @@ def _random_walk_series(rng: np.random.Generator, length: int) -> np.ndarray:
     """One integrated-process series `[T]` (float64): a price, rate or level, for which persistence
     (the last value) is the best or nearly the best point forecast at every horizon."""
     p = WALK_P
-    shocks = rng.standard_t(int(rng.integers(3, 11)), size=length) if rng.random() < p["student_t"] else (
-        rng.standard_normal(length)
-    )
+    if rng.random() < p["student_t"]:
+        shocks = rng.standard_t(int(rng.integers(3, 11)), size=length)
+    else:
+        shocks = rng.standard_normal(length)
     shocks /= max(float(np.std(shocks)), 1e-8)
     if rng.random() < p["garch"]:  # GARCH(1,1) volatility clustering, unit long-run variance
         alpha = rng.uniform(0.03, 0.15)

@@ -126,3 +126,33 @@ def test_a_trained_model_is_saved_as_a_bundle_that_scores_again(tiny_model, tmp_
     x = torch.randn(2, tiny_model.config.lookback, 3)
     with torch.no_grad():
         torch.testing.assert_close(model(x), tiny_model(x), rtol=0, atol=0)
+
+
+def test_walk_probe_families_and_scores(tiny_model, bundle, tmp_path, monkeypatch):
+    """bench/walk_probe.py: the families are what they claim, and a model that *is* persistence scores
+    exactly 1 against naive-1 (the ratio the probe reports)."""
+    from bench import common, walk_probe
+
+    n, length = 16, 70
+    weekends = walk_probe.walks("weekends", n, length, 0)
+    same = np.diff(weekends, axis=1) == 0
+    assert same[:, 4::7].all() and same[:, 5::7].all() and not same[:, 0::7].any()
+    noisy, gauss = walk_probe.walks("noisy", n, length, 0), walk_probe.walks("gaussian", n, length, 0)
+    assert not np.allclose(noisy, gauss) and np.isfinite(walk_probe.walks("t3+drift", n, length, 0)).all()
+    with pytest.raises(ValueError, match="unknown family"):
+        walk_probe.walks("sine", n, length, 0)
+
+    class Persistence:
+        config = tiny_model.config
+
+        def forecast_samples(self, x, horizon, num_samples, generator=None):
+            return x[:, -1:].expand(-1, horizon, -1)[:, None].expand(-1, num_samples, -1, -1)  # [B, S, H, N]
+
+    r = walk_probe.probe(Persistence(), "gaussian", 8, 3, seed=0)
+    assert r["model_vs_naive1"] == pytest.approx(1.0)
+    assert r["model_vs_seasonal_naive"] == pytest.approx(r["naive1_vs_seasonal_naive"])
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    assert walk_probe.main([str(bundle), "--label", "tiny", "--series", "4", "--num-samples", "2"]) == 0
+    rows = json.loads((tmp_path / "walk_probe.json").read_text())["rows"]
+    assert [r["family"] for r in rows] == list(walk_probe.FAMILIES)
+    assert all(np.isfinite(r["model_vs_naive1"]) and r["model"] == "tiny" for r in rows)

@@ -109,6 +109,27 @@ def test_seasonal_generator_random_walk_trend(monkeypatch):
     assert walks > 0.35 and walks > persistence_wins(64) + 0.3  # measured: 0.50 against 0.02
 
 
+def test_random_walk_generator_makes_persistence_the_forecast(monkeypatch):
+    """Integrated processes: the last value beats the series mean by far (one-step error against the
+    spread), increments are nearly uncorrelated (|lag-1 autocorrelation| <= 0.3 + noise), and stale
+    runs repeat values only when asked for."""
+    import data.synthetic as synthetic
+
+    y = synthetic.generate_randomwalk(64, 512, seed=5).astype(np.float64)
+    step = np.sqrt(np.mean(np.diff(y, axis=1) ** 2, axis=1))
+    assert np.median(step / y.std(axis=1)) < 0.15 and np.all(step < 0.5 * y.std(axis=1))  # measured 0.07, 0.36
+    d = np.diff(y, axis=1)
+    d = d - d.mean(axis=1, keepdims=True)
+    rho = np.sum(d[:, 1:] * d[:, :-1], axis=1) / np.sum(d * d, axis=1)
+    assert np.median(np.abs(rho)) < 0.2 and np.all(np.abs(rho) < 0.6)
+    plain = {k: 0.0 for k in synthetic.WALK_P}
+    monkeypatch.setattr(synthetic, "WALK_P", plain)
+    assert np.mean(np.diff(synthetic.generate_randomwalk(8, 512, seed=5), axis=1) == 0) == 0
+    monkeypatch.setattr(synthetic, "WALK_P", {**plain, "stale": 1.0})
+    stale = np.mean(np.diff(synthetic.generate_randomwalk(8, 512, seed=5), axis=1) == 0, axis=1)
+    assert np.all((stale > 0.03) & (stale < 0.7))
+
+
 def test_kernelsynth_periodic_kernel_repeats_every_period():
     period, length = 24, 384
     rng = np.random.default_rng(0)

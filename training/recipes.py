@@ -174,7 +174,7 @@ def informer_ett(dataset: str, horizon: int | None = None, protocol: str = "toda
 
 
 # Moirai-MoE pretraining on the corpus (data.corpus): ETT, weather and exchange_rate train rows plus
-# the KernelSynth and seasonal generators, in DEFAULT_MIXTURE proportions. Every window has a fixed
+# the KernelSynth, seasonal and random-walk generators, in DEFAULT_MIXTURE proportions. Every window has a fixed
 # context L and horizon H (the served lookback and point horizon; sampled quantiles reach
 # max_horizon); early stopping on the NLL of held-out windows of the val splits.
 # "tiny": the CPU model (MoiraiMoEConfig.cpu(): 4 layers, D 128, 8 experts × 256, top-2; centroid
