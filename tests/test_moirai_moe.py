@@ -358,6 +358,40 @@ def test_loss_ignores_masked_and_missing_targets():
     torch.testing.assert_close(model.loss(x, nan), base)
 
 
+def test_eval_loss_is_the_forecast_nll_of_the_target():
+    """Eval mode (`scale_prefix` set): full-context statistics and only the target scored, i.e. the NLL
+    of the first horizon patch's mixture, the one decoding samples from."""
+    model = tiny(aux_loss_weight=0.0)
+    x, y = sine_batch(b=3, lookback=30, horizon=8)  # 30 steps: left-padded to 4 patches of 8
+    loc, scale, _, dist, _, _ = model._context(x)
+    ys = ((y - loc) / scale).transpose(1, 2)  # [B, N, P]: the patch of each variate
+    torch.testing.assert_close(model.loss(x, y), -dist.log_prob(ys).mean())
+    leaky = tiny(aux_loss_weight=0.0, scale_prefix=None)  # also scores context patches 1..C-1
+    assert not torch.allclose(leaky.loss(x, y), model.loss(x, y))
+
+
+def test_training_loss_scales_by_a_prefix_and_scores_only_after_it():
+    """Training mode: a random prefix of k context patches gives the statistics and patches k.. are
+    scored, exactly the eval loss of the window cut after the prefix (so no statistic sees a scored
+    value); k ranges over [ceil(scale_prefix · C), C]."""
+    model = tiny(aux_loss_weight=0.0, scale_prefix=0.5)
+    x, y = sine_batch(b=2, lookback=30, horizon=16)
+    x = x + torch.linspace(0, 5, 30)[None, :, None]  # a trend: prefix and context statistics differ
+    pad, seen = 2, set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        k = int(torch.randint(2, 5, ()).item())  # C = 4 patches, ceil(0.5 · 4) = 2
+        seen.add(k)
+        torch.manual_seed(seed)
+        train = model.train().loss(x, y)
+        cut = k * 8 - pad
+        expected = model.eval().loss(x[:, :cut], torch.cat([x[:, cut:], y], dim=1))
+        torch.testing.assert_close(train, expected, rtol=1e-5, atol=1e-6)
+    assert seen == {2, 3, 4}
+    with pytest.raises(ValueError, match="scale_prefix"):
+        MoiraiMoEConfig.tiny(scale_prefix=0.0)
+
+
 def test_aux_loss_joins_only_for_the_learned_router():
     x, y = sine_batch(b=2)
     learned = tiny(aux_loss_weight=0.0)
@@ -431,7 +465,7 @@ def test_triton_kernels_match_the_reference_in_the_interpreter():
     pytest.importorskip("triton")
     models = [tiny(attn_impl=impl, moe_impl=impl).train() for impl in ("reference", "triton")]
     x, y = sine_batch(b=2, n=2)
-    losses = [m.loss(x, y) for m in models]
+    losses = [torch.manual_seed(0) and m.loss(x, y) for m in models]  # the same scaling prefix for both
     for loss in losses:
         loss.backward()
     torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-5)

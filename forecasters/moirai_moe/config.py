@@ -45,6 +45,12 @@ class MoiraiMoEConfig(ConfigMixin):
     num_samples: int = 100  # default sample paths for `forecast_samples` / `quantiles`
     aux_loss_weight: float = 0.01  # load-balancing loss coefficient (learned router only)
     scale_eps: float = 1e-5  # instance scaling: scale = sqrt(var + scale_eps)
+    # Training loss without look-ahead in the scaling: a training window is scaled by the statistics of
+    # a random prefix of its context (at least this fraction of the context's patches) and only patches
+    # after that prefix are scored; in eval mode the prefix is the whole context (the forecast NLL).
+    # None: full-context statistics and every next patch scored, context patches included; their
+    # statistics then include the values being predicted, which teaches a pull back to the context mean.
+    scale_prefix: float | None = 0.5
     attn_impl: str = "auto"  # core.ops dispatch for attention: auto | triton | reference
     moe_impl: str = "auto"  # core.ops dispatch for the experts: auto | triton | reference
 
@@ -87,6 +93,8 @@ class MoiraiMoEConfig(ConfigMixin):
             raise ValueError(f"normal_scale must be > 0, got {self.normal_scale}")
         if self.aux_loss_weight < 0:
             raise ValueError(f"aux_loss_weight must be >= 0, got {self.aux_loss_weight}")
+        if self.scale_prefix is not None and not 0.0 < self.scale_prefix <= 1.0:
+            raise ValueError(f"scale_prefix must be in (0, 1] or None, got {self.scale_prefix}")
         if not self.scale_eps > 0:
             raise ValueError(f"scale_eps must be > 0, got {self.scale_eps}")
         for name in ("attn_impl", "moe_impl"):

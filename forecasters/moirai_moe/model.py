@@ -53,16 +53,22 @@ def instance_scale(x: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, to
     correction; 0 for a single observation), as uni2ts' `PackedStdScaler` (minimum_scale 1e-5). The
     statistics carry no gradient. Raises ValueError when a series has no observed value at all.
     """
-    observed = ~torch.isnan(x)
-    count = observed.sum(dim=1, keepdim=True)  # [B, 1, N]
+    loc, scale, count = _observed_stats(x, eps)
     if bool((count == 0).any()):
         b, _, v = (count == 0).nonzero()[0].tolist()
         raise ValueError(f"history is all missing for variate {v} (batch row {b})")
+    return loc, scale
+
+
+def _observed_stats(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`instance_scale`'s (loc, scale) and the observed count, all [B, 1, N]; loc is 0 where count is 0."""
+    observed = ~torch.isnan(x)
+    count = observed.sum(dim=1, keepdim=True)  # [B, 1, N]
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
-    loc = torch.where(observed, x, zero).sum(dim=1, keepdim=True) / count
+    loc = torch.where(observed, x, zero).sum(dim=1, keepdim=True) / count.clamp_min(1)
     sq = torch.where(observed, x - loc, zero).square().sum(dim=1, keepdim=True)
     var = sq / (count - 1).clamp_min(1)
-    return loc.detach(), torch.sqrt(var + eps).detach()
+    return loc.detach(), torch.sqrt(var + eps).detach(), count
 
 
 def token_ids(
@@ -471,8 +477,14 @@ class MoiraiMoE(nn.Module):
         series [context, target] is patched (context left-padded, target right-padded) and run once
         with teacher forcing: the token of patch p predicts patch p + 1 of its variate, so context
         patches predict their next context patch and the last context patch + target patches predict
-        the target. Returns the mean negative log-likelihood (scaled space) over every observed target
-        value of patches 1.., plus `aux_loss_weight` × the summed load-balancing loss (learned router).
+        the target. Returns the mean negative log-likelihood (scaled space) over the scored observed
+        values, plus `aux_loss_weight` × the summed load-balancing loss (learned router).
+
+        Scored patches (`config.scale_prefix`): with a fraction f, the window is scaled by the statistics
+        of its first k of C context patches (k uniform in [⌈f·C⌉, C] per call in training mode, k = C in
+        eval mode; a series with < 2 observed values in the prefix keeps its full-context statistics)
+        and only patches k.. are scored, so no statistic has seen a value it is scored on. With None,
+        every patch 1.. is scored under full-context statistics (teacher forcing over the context too).
         """
         self._begin()
         c = self.config
@@ -482,6 +494,14 @@ class MoiraiMoE(nn.Module):
             raise ValueError(f"expected y of shape [{x.shape[0]}, H, {x.shape[2]}], got {tuple(y.shape)}")
         n = x.shape[2]
         loc, scale = instance_scale(x, c.scale_eps)
+        n_ctx = -(-x.shape[1] // c.patch_size)  # C context patches (left-padded)
+        first = 1  # the first scored patch
+        if c.scale_prefix is not None:
+            lo = max(1, math.ceil(c.scale_prefix * n_ctx))
+            first = int(torch.randint(lo, n_ctx + 1, ()).item()) if self.training else n_ctx
+            steps = first * c.patch_size - (n_ctx * c.patch_size - x.shape[1])  # observed steps of the prefix
+            p_loc, p_scale, count = _observed_stats(x[:, :steps], c.scale_eps)
+            loc, scale = torch.where(count >= 2, p_loc, loc), torch.where(count >= 2, p_scale, scale)
         ys = (y - loc) / scale
         if mask is not None:
             if mask.shape != y.shape:
@@ -495,7 +515,8 @@ class MoiraiMoE(nn.Module):
         inputs, targets = series[:, :-n], series[:, n:]  # patch p -> patch p + 1, same variate
         h, _ = self.encode(self.embed(inputs, ~torch.isnan(inputs)), variate_id[:-n], time_id[:-n])
         dist = self.head(h)  # [B, T − N, P]
-        observed = ~torch.isnan(targets)
+        scored = time_id[n:] >= first  # target token j is patch time_id[n + j]
+        observed = ~torch.isnan(targets) & scored[None, :, None]
         log_p = dist.log_prob(torch.where(observed, targets, torch.zeros_like(targets)))
         nll = -(log_p * observed).sum() / observed.sum().clamp_min(1)
         return nll + c.aux_loss_weight * self.aux_loss()
