@@ -11,7 +11,9 @@ is not scored on its own pool):
   non-trading days, as in exchange_rate).
 Each family: `--series` series of context L (the model's lookback) and horizon H (the model's), the
 median of `--num-samples` sample paths, MASE with season 7; reported as geometric means over series of
-model / naive-1 (< 1: better than persistence) and of model / seasonal naive.
+model / naive-1 (< 1: better than persistence) and of model / seasonal naive, and the pull toward
+the context mean at the last step (`reversion_slope`: the slope of the median's move from the last
+value on the context mean's distance from it, in context standard deviations; 0 is right for a walk).
 
     python bench/walk_probe.py BUNDLE [BUNDLE ...] [--label NAME ...]
 """
@@ -62,7 +64,13 @@ def probe(model: Any, family: str, n: int, num_samples: int, seed: int) -> dict[
     m = mase(point, target, context, SEASON)
     naive1 = mase(seasonal_naive(context, horizon, 1), target, context, SEASON)
     naive = mase(seasonal_naive(context, horizon, SEASON), target, context, SEASON)
+    # Pull toward the context mean at the last step: slope of (median − last) on (mean − last), both in
+    # context standard deviations (0 for a random walk's ideal forecast, 1 = forecasts the mean).
+    sd = context.std(axis=1)
+    gap = (context.mean(axis=1) - context[:, -1]) / sd
+    slope = float(np.polyfit(gap, (point[:, -1] - context[:, -1]) / sd, 1)[0])
     return {
+        "reversion_slope": slope,
         "model_vs_naive1": relative_geomean(m, naive1),
         "model_vs_seasonal_naive": relative_geomean(m, naive),
         "naive1_vs_seasonal_naive": relative_geomean(naive1, naive),
@@ -86,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     rows = []
-    print(f"{'model':34s} {'family':9s} {'model/naive-1':>13s} {'model/SN':>9s} {'naive-1/SN':>10s}")
+    print(f"{'model':34s} {'family':9s} {'model/naive-1':>13s} {'model/SN':>9s} {'naive-1/SN':>10s} {'pull':>6s}")
     for label, uri in zip(labels, args.bundles, strict=True):
         model, facts = load_model(uri)
         model.eval()
@@ -96,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                          "family": family, **{k: round(v, 4) for k, v in r.items()}})  # fmt: skip
             print(
                 f"{label:34s} {family:9s} {r['model_vs_naive1']:13.3f} {r['model_vs_seasonal_naive']:9.3f} "
-                f"{r['naive1_vs_seasonal_naive']:10.3f}",
+                f"{r['naive1_vs_seasonal_naive']:10.3f} {r['reversion_slope']:6.3f}",
                 flush=True,
             )
     path = write(

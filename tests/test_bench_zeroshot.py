@@ -149,7 +149,7 @@ def test_walk_probe_families_and_scores(tiny_model, bundle, tmp_path, monkeypatc
             return x[:, -1:].expand(-1, horizon, -1)[:, None].expand(-1, num_samples, -1, -1)  # [B, S, H, N]
 
     r = walk_probe.probe(Persistence(), "gaussian", 8, 3, seed=0)
-    assert r["model_vs_naive1"] == pytest.approx(1.0)
+    assert r["model_vs_naive1"] == pytest.approx(1.0) and r["reversion_slope"] == pytest.approx(0.0, abs=1e-5)
     assert r["model_vs_seasonal_naive"] == pytest.approx(r["naive1_vs_seasonal_naive"])
     monkeypatch.setattr(common, "RESULTS", tmp_path)
     assert walk_probe.main([str(bundle), "--label", "tiny", "--series", "4", "--num-samples", "2"]) == 0
