@@ -32,6 +32,7 @@ bench/accuracy.py keeps one row per (router, dataset, horizon) and both routers'
     python bench/zeroshot.py --model-uri models:/moirai-moe-tiny-zeroshot@champion   # score an existing model
     python bench/zeroshot.py --model-uri path/to/bundle --windows 16
     python bench/zeroshot.py --quick                           # smoke recipe, 2 windows, 8 samples, ~1 min
+    python bench/zeroshot.py --router centroid --train-seed 1 --out bench/results/zeroshot_seed1.json
 `--quick` writes to a temporary `zeroshot_quick.json` (printed), never to bench/results/accuracy.json;
 `--out PATH` sends rows to any other file.
 """
@@ -268,12 +269,14 @@ def merge_into(path: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def zeroshot_recipe(router: str, quick: bool = False):
+def zeroshot_recipe(router: str, quick: bool = False, seed: int | None = None):
     """`moirai-moe-tiny-zeroshot` with `router` (the learned router gets no warm-up: it trains its own
-    routing with the load-balancing loss); `quick`: its smoke version (tiny model, a few steps)."""
+    routing with the load-balancing loss); `quick`: its smoke version (tiny model, a few steps);
+    `seed`: the training seed (default: the recipe's)."""
     from training.recipes import apply_overrides, get_recipe, smoke
 
-    recipe = apply_overrides(get_recipe(RECIPE), [f'model.router="{router}"'])
+    overrides = [f'model.router="{router}"'] + ([] if seed is None else [f"trainer.seed={int(seed)}"])
+    recipe = apply_overrides(get_recipe(RECIPE), overrides)
     if router == "learned":
         recipe = replace(recipe, warmup=None)
     if quick:
@@ -377,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stride", type=int, default=None, help="steps between forecast windows (default: the horizon)")
     ap.add_argument("--horizon", type=int, default=None, help="forecast steps (default: the model's, <= max_horizon)")
     ap.add_argument("--seed", type=int, default=0, help="sampling seed")
+    ap.add_argument(
+        "--train-seed", type=int, default=None, help="training seed (default: the recipe's); pair with --out"
+    )
     ap.add_argument("--datasets", nargs="+", default=None, help=f"default: {' '.join(ZERO_SHOT + IN_DOMAIN)}")
     ap.add_argument("--out", default=None, help="rows go here instead of bench/results/accuracy.json")
     args = ap.parse_args(argv)
@@ -403,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             model, facts = load_model(model_uri)
             facts.update(train_seconds=None, seed=None)
         else:
-            model, facts = train_model(zeroshot_recipe(args.router, args.quick), store)
+            model, facts = train_model(zeroshot_recipe(args.router, args.quick, args.train_seed), store)
             bundle = save_trained(model, facts, Path(store) / "bundle")
             print(f"trained model saved to {bundle} (score it again: --model-uri {bundle})", flush=True)
     finally:
@@ -457,8 +463,9 @@ def main(argv: list[str] | None = None) -> int:
         plot_dir = Path(store)
     else:
         plot_dir = out.parent if out is not None else Path(__file__).resolve().parent / "results"
+    suffix = "" if args.train_seed is None else f"_seed{args.train_seed}"
     figure = plot_forecasts(
-        model, ZERO_SHOT, lookback, horizon, plot_dir / f"zeroshot_{router}.png", num_samples, args.seed
+        model, ZERO_SHOT, lookback, horizon, plot_dir / f"zeroshot_{router}{suffix}.png", num_samples, args.seed
     )
     print(f"forecast plots: {figure}")
     if out is not None:

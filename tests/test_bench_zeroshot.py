@@ -156,3 +156,11 @@ def test_walk_probe_families_and_scores(tiny_model, bundle, tmp_path, monkeypatc
     rows = json.loads((tmp_path / "walk_probe.json").read_text())["rows"]
     assert [r["family"] for r in rows] == list(walk_probe.FAMILIES)
     assert all(np.isfinite(r["model_vs_naive1"]) and r["model"] == "tiny" for r in rows)
+
+
+def test_zeroshot_recipe_router_and_training_seed():
+    default = zeroshot.zeroshot_recipe("centroid")
+    assert default.model_config.router == "centroid" and default.warmup is not None
+    learned = zeroshot.zeroshot_recipe("learned", seed=3)
+    assert learned.model_config.router == "learned" and learned.warmup is None and learned.trainer.seed == 3
+    assert learned.trainer.seed != default.trainer.seed and default.model_config.scale_prefix == 0.5
