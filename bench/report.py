@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import read  # noqa: E402
+from bench.common import RESULTS, read  # noqa: E402
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -61,21 +61,28 @@ def accuracy_table() -> str:
 
 
 def zeroshot_table() -> str:
-    """Moirai-MoE rows of bench/zeroshot.py: MASE and CRPS normalised by seasonal naive (< 1 beats it)."""
+    """Moirai-MoE rows of bench/zeroshot.py: MASE and CRPS normalised by seasonal naive (< 1 beats it);
+    the rows of accuracy.json, then those of other training seeds (`--train-seed N --out
+    bench/results/zeroshot_seedN.json`)."""
     data = read("accuracy")
     rows = [r for r in data.get("results", []) if "mase" in r]
+    for path in sorted(RESULTS.glob("zeroshot_seed*.json")):
+        rows += read(path.stem).get("results", [])
     if not rows:
         return "_No zero-shot results yet: run `python bench/zeroshot.py`._"
     out = [
-        "| router | kind | dataset | lookback | H | MASE / SN | CRPS / SN | naive-1 MASE / SN | MASE | SN MASE | MSE "
-        "| MAE | series | epochs | train min |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| router | seed | kind | dataset | lookback | H | MASE / SN | CRPS / SN | naive-1 MASE / SN | MASE | SN MASE "
+        "| MSE | MAE | series | epochs | train min |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in sorted(rows, key=lambda r: (r["router"], not r["zero_shot"], r["dataset"], r["horizon"])):
+    key = lambda r: (r["router"], r.get("seed") or 0, not r["zero_shot"], r["dataset"], r["horizon"])  # noqa: E731
+    for r in sorted(rows, key=key):
         kind = "zero-shot" if r["zero_shot"] else "in-domain"
         minutes = "" if r.get("train_seconds") is None else f"{r['train_seconds'] / 60:.0f}"
+        seed = "" if r.get("seed") is None else r["seed"]
         out.append(
-            f"| {r['router']} | {kind} | {r['dataset']} | {r['lookback']} | {r['horizon']} | **{_num(r['mase'])}** | "
+            f"| {r['router']} | {seed} | {kind} | {r['dataset']} | {r['lookback']} | {r['horizon']} | "
+            f"**{_num(r['mase'])}** | "
             f"**{_num(r['crps'])}** | {_num(r.get('naive1_mase'))} | {_num(r['mase_raw'])} | "
             f"{_num(r['naive_mase_raw'])} | {_num(r['mse'])} | {_num(r['mae'])} | {r['test_windows']} | "
             f"{r.get('epochs') or ''} | {minutes} |"
@@ -84,6 +91,31 @@ def zeroshot_table() -> str:
     commands = sorted({(r.get("commit"), r.get("command"), r.get("num_samples")) for r in rows}, key=str)
     out.append(f"- measured on {data.get('machine')}; commits, commands and sample paths per series:")
     out += [f"  - `{c}`: `{cmd}` ({n} paths)" for c, cmd, n in commands]
+    return "\n".join(out)
+
+
+def walk_probe_table() -> str:
+    """bench/walk_probe.py: bundles on fresh random walks, against persistence (naive-1)."""
+    data = read("walk_probe")
+    rows = data.get("rows", [])
+    if not rows:
+        return "_No probe results yet: run `python bench/walk_probe.py BUNDLE ...`._"
+    out = [
+        "| model | router | family | model / naive-1 | model / SN | naive-1 / SN | pull to the mean |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['model']} | {r['router']} | {r['family']} | **{_num(r['model_vs_naive1'])}** | "
+            f"{_num(r['model_vs_seasonal_naive'])} | {_num(r['naive1_vs_seasonal_naive'])} | "
+            f"{_num(r.get('reversion_slope'))} |"
+        )
+    out += [
+        "",
+        f"{data.get('series')} series per family, median of {data.get('num_samples')} sample paths, MASE season "
+        f"{data.get('season')}, geometric means over series.",
+        _provenance(data),
+    ]
     return "\n".join(out)
 
 
@@ -244,6 +276,7 @@ def probsparse_table() -> str:
 TABLES = {
     "accuracy": accuracy_table,
     "zeroshot": zeroshot_table,
+    "walkprobe": walk_probe_table,
     "decode": decode_table,
     "moe": moe_table,
     "service": service_table,

@@ -164,3 +164,26 @@ def test_zeroshot_recipe_router_and_training_seed():
     learned = zeroshot.zeroshot_recipe("learned", seed=3)
     assert learned.model_config.router == "learned" and learned.warmup is None and learned.trainer.seed == 3
     assert learned.trainer.seed != default.trainer.seed and default.model_config.scale_prefix == 0.5
+
+
+def test_report_tables_join_training_seeds_and_the_walk_probe(tmp_path, monkeypatch):
+    from bench import common, report
+
+    row = {"router": "centroid", "zero_shot": True, "dataset": "weather", "lookback": 256, "horizon": 64,
+           "mase": 0.8, "crps": 0.6, "naive1_mase": 0.4, "mase_raw": 2.0, "naive_mase_raw": 2.5, "mse": 0.2,
+           "mae": 0.3, "test_windows": 168, "epochs": 50, "train_seconds": 1800, "seed": 0, "commit": "abc",
+           "command": "python bench/zeroshot.py", "num_samples": 100}  # fmt: skip
+    (tmp_path / "accuracy.json").write_text(json.dumps({"machine": "m", "results": [row]}))
+    (tmp_path / "zeroshot_seed1.json").write_text(json.dumps({"results": [{**row, "seed": 1, "mase": 0.9}]}))
+    probe = {"model": "b", "router": "centroid", "family": "gaussian", "model_vs_naive1": 1.01,
+             "model_vs_seasonal_naive": 0.96, "naive1_vs_seasonal_naive": 0.95, "reversion_slope": 0.1}  # fmt: skip
+    (tmp_path / "walk_probe.json").write_text(
+        json.dumps({"series": 64, "num_samples": 50, "season": 7, "rows": [probe]})
+    )
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    table = report.zeroshot_table().splitlines()
+    assert table[2].startswith("| centroid | 0 | zero-shot | weather |") and "**0.800**" in table[2]
+    assert table[3].startswith("| centroid | 1 | zero-shot | weather |") and "**0.900**" in table[3]
+    probe_table = report.walk_probe_table()
+    assert "| b | centroid | gaussian | **1.010** | 0.960 | 0.950 | 0.100 |" in probe_table
