@@ -18,7 +18,7 @@ the periods add 144 (a day of 10-minute steps) to the Chronos list.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import reduce
@@ -259,6 +259,18 @@ def _seasonal_series(rng: np.random.Generator, length: int) -> np.ndarray:
     return y
 
 
+def _one_by_one(
+    series: Callable[[np.random.Generator, int], np.ndarray], n_series: int, length: int, seed: int, first: int
+) -> np.ndarray:
+    """`[N, T]` float32 of `series(rng_i, T)` for series `first .. first + N - 1` (rng_i: `_series_rngs`)."""
+    if length < 4:
+        raise ValueError("length must be >= 4")
+    out = np.empty((n_series, length), np.float32)
+    for i, rng in enumerate(_series_rngs(n_series, seed, first)):
+        out[i] = series(rng, length)
+    return out
+
+
 def generate_seasonal(n_series: int, length: int = DEFAULT_LENGTH, seed: int = 0, *, first: int = 0) -> np.ndarray:
     """Seasonal/trend/noise mixture series `first .. first + N - 1` as `[N, T]` (float32).
 
@@ -268,12 +280,7 @@ def generate_seasonal(n_series: int, length: int = DEFAULT_LENGTH, seed: int = 0
     AR(1) or Gaussian noise; with probability 0.3 one to five spikes of 3-8 standard deviations and
     with probability 0.2 one level shift.
     """
-    if length < 4:
-        raise ValueError("length must be >= 4")
-    out = np.empty((n_series, length), np.float32)
-    for i, rng in enumerate(_series_rngs(n_series, seed, first)):
-        out[i] = _seasonal_series(rng, length)
-    return out
+    return _one_by_one(_seasonal_series, n_series, length, seed, first)
 
 
 # The random-walk generator: chances of heavy-tailed shocks, GARCH volatility, AR(1) momentum in the
@@ -326,12 +333,7 @@ def generate_randomwalk(n_series: int, length: int = DEFAULT_LENGTH, seed: int =
     kernel but the linear one, and the seasonal generator mixes its walks with seasonality and noise;
     this source is where a model learns that the last value is the forecast of a price or a level.
     """
-    if length < 4:
-        raise ValueError("length must be >= 4")
-    out = np.empty((n_series, length), np.float32)
-    for i, rng in enumerate(_series_rngs(n_series, seed, first)):
-        out[i] = _random_walk_series(rng, length)
-    return out
+    return _one_by_one(_random_walk_series, n_series, length, seed, first)
 
 
 GENERATORS = {"kernelsynth": generate_kernelsynth, "seasonal": generate_seasonal, "randomwalk": generate_randomwalk}
