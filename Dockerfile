@@ -23,7 +23,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/pyproject
     && rm /tmp/requirements.txt /tmp/pyproject.toml
 
 # The project itself, installed as a wheel (the packages, the `seer` script and the ETT files in
-# data/datasets); the sources are removed after, nothing runs from a source tree.
+# data/series/datasets); the sources are removed after, nothing runs from a source tree.
 WORKDIR /src
 COPY pyproject.toml README* ./
 COPY core ./core

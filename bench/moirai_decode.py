@@ -103,7 +103,7 @@ def model_for(preset: str, horizon: int, dev: torch.device, seed: int) -> Moirai
     """The preset with random weights (seeded), max_horizon raised to `horizon` where needed, eval mode;
     a `TRAINED` name loads that bundle's config and weights instead."""
     if preset in TRAINED:
-        from data.artifact import load_bundle
+        from inference.bundle import load_bundle
 
         trained, _ = load_bundle(TRAINED[preset])
         model = MoiraiMoE(replace(trained.config, max_horizon=max(trained.config.max_horizon, horizon)))

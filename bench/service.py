@@ -1,7 +1,7 @@
 """Serving under load: `seer serve` vs `mlflow models serve` on the same registered model → bench/results/service.json.
 
 Baseline: `mlflow models serve -m models:/NAME@champion --env-manager local` (MLflow's pyfunc scoring
-server, the model's pyfunc flavor from `training/pyfunc_model.py`), what a user would run instead.
+server, the model's pyfunc flavor from `inference/pyfunc_model.py`), what a user would run instead.
 Both serve the model `seer train itransformer-etth1 --smoke` registers in a fresh SQLite store, with one
 uvicorn worker each and one torch thread each (`seer serve`'s default; `OMP_NUM_THREADS=1` for MLflow),
 and both get the model's own example input: seer `{"history", "timestamps"}`, MLflow the same window

@@ -2,7 +2,7 @@
 
 A probe of the failure behind the exchange_rate zero-shot row: on series whose best point forecast is
 the last value, the model's median is scored against "repeat the last value" (naive-1). Four families
-of fresh walks, drawn here with numpy (not by `data.synthetic`, so a model trained on that generator
+of fresh walks, drawn here with numpy (not by `data.series.synthetic`, so a model trained on that generator
 is not scored on its own pool):
 - `gaussian`: a Gaussian random walk;
 - `t3+drift`: Student-t (3 degrees of freedom) shocks and a drift of 0.05 shock sd per step;

@@ -5,7 +5,7 @@ validation; router "centroid" after a dense warm-up, or "learned" with its load-
 warm-up), then:
 - zero-shot: weather and exchange_rate, the series the model never saw (rows `"zero_shot": true`);
 - in-domain: ETTh1/ETTh2/ETTm1/ETTm2, whose *train* rows were in the pretraining mixture (`false`).
-Evaluation windows come from each dataset's TEST split only (`data.corpus.heldout_series`): the last
+Evaluation windows come from each dataset's TEST split only (`data.series.corpus.heldout_series`): the last
 `--windows` K windows of every variate, context = the model's lookback, forecast = `--horizon` (default:
 the model's horizon), forecast windows ending `stride` apart (default stride = the horizon: adjacent,
 non-overlapping forecast windows, rolling evaluation as in GIFT-Eval). Each (variate, window) is one
@@ -150,7 +150,7 @@ def evaluate_dataset(
     batch_size: int = 64,
 ) -> Scores:
     """Score the model on the last `windows` test-split windows of every variate of `dataset`."""
-    from data.corpus import heldout_series, train_rows
+    from data.series.corpus import heldout_series, train_rows
     from training.pretrain import window_stats
 
     stride = horizon if stride is None else stride
@@ -191,7 +191,7 @@ def plot_forecasts(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from data.corpus import heldout_series
+    from data.series.corpus import heldout_series
 
     fig, axes = plt.subplots(len(datasets), 3, figsize=(13, 3.2 * len(datasets)), squeeze=False)
     for row, dataset in enumerate(datasets):
@@ -320,7 +320,7 @@ def train_model(recipe: Any, store: str) -> tuple[Any, dict[str, Any]]:
 
 def save_trained(model: Any, facts: dict[str, Any], directory: Path) -> Path:
     """The trained model as a bundle that `--model-uri` (and `seer serve NAME=PATH`) can load."""
-    from data.artifact import save_bundle
+    from inference.bundle import save_bundle
 
     cfg = model.config
     meta = {
@@ -340,7 +340,7 @@ def save_trained(model: Any, facts: dict[str, Any], directory: Path) -> Path:
 
 def load_model(uri: str) -> tuple[Any, dict[str, Any]]:
     """A registered (`models:/NAME@ALIAS`, `models:/NAME/VERSION`, `runs:/...`) or local bundle."""
-    from data.artifact import load_bundle
+    from inference.bundle import load_bundle
 
     local = Path(uri)
     if not local.exists():

@@ -1,5 +1,6 @@
-"""Data room: readers, splits, scalers, calendar features, windowing, datasets and the model bundle.
+"""Data room, the ground floor: readers, splits, scalers, typed batches, DataModules and shipped datasets.
 
-Everything here is shared by training and serving, so the service applies exactly the transforms
-that training fitted (the transform state travels inside the model bundle, see `data.artifact`).
+Laid out by domain (`series/` for time series; `eeg/`, `flows/`, `fields/` as their families land).
+It imports only `core` and never builds or runs a model. The transform state it fits travels inside the
+model bundle (`inference.bundle`), so serving applies exactly what training did.
 """

@@ -1,14 +1,15 @@
-"""Forecasting models. `REGISTRY` maps a model name to its spec; the training system, the bundle
-loader and the conformance suite all go through it, so a new model is one folder + one entry here.
+"""Forecasting models (task `forecast`, and `rollout` as it lands). `SPECS` lists them for
+`inference.registry`, which assembles the registry of all families; a new model is one folder plus
+one entry here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from torch import nn
+import torch
 
+from core.registry import ModelSpec
 from forecasters.informer.config import InformerConfig
 from forecasters.informer.model import Informer
 from forecasters.itransformer.config import ITransformerConfig
@@ -16,54 +17,41 @@ from forecasters.itransformer.model import ITransformer
 from forecasters.moirai_moe.config import MoiraiMoEConfig
 from forecasters.moirai_moe.model import MoiraiMoE
 
-TASKS = ("forecast", "denoise", "classify", "rollout")
+
+def forecast_inputs(config: Any, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """`(x [B, L, N], x_mark [B, L, F], y_mark [B, H, F])`: a scaled history and its calendar marks
+    (F = config.n_marks, in [-0.5, 0.5) like `data.series.calendar`)."""
+    x = torch.randn(batch, config.lookback, config.n_variates, generator=generator)
+    x_mark = torch.rand(batch, config.lookback, config.n_marks, generator=generator) - 0.5
+    y_mark = torch.rand(batch, config.horizon, config.n_marks, generator=generator) - 0.5
+    return x, x_mark, y_mark
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    task: str
-    config_cls: type[Any]
-    model_cls: type[nn.Module]
-    paper: str
-
-    def build(self, config: Any) -> nn.Module:
-        if isinstance(config, dict):
-            config = self.config_cls.from_dict(config)
-        if not isinstance(config, self.config_cls):
-            raise TypeError(f"{self.name} needs a {self.config_cls.__name__}, got {type(config).__name__}")
-        return self.model_cls(config)
-
-
-REGISTRY: dict[str, ModelSpec] = {
-    "informer": ModelSpec(
+SPECS: tuple[ModelSpec, ...] = (
+    ModelSpec(
         name="informer",
         task="forecast",
         config_cls=InformerConfig,
         model_cls=Informer,
         paper="Zhou et al., Informer: Beyond Efficient Transformer for Long Sequence Time-Series Forecasting, "
         "AAAI 2021",
+        example_inputs=forecast_inputs,
     ),
-    "itransformer": ModelSpec(
+    ModelSpec(
         name="itransformer",
         task="forecast",
         config_cls=ITransformerConfig,
         model_cls=ITransformer,
         paper="Liu et al., iTransformer: Inverted Transformers Are Effective for Time Series Forecasting, ICLR 2024",
+        example_inputs=forecast_inputs,
     ),
-    "moirai_moe": ModelSpec(
+    ModelSpec(
         name="moirai_moe",
         task="forecast",
         config_cls=MoiraiMoEConfig,
         model_cls=MoiraiMoE,
         paper="Liu et al., Moirai-MoE: Empowering Time Series Foundation Models with Sparse Mixture of Experts, "
         "arXiv:2410.10469, 2024",
+        example_inputs=forecast_inputs,
     ),
-}
-
-
-def get_spec(name: str) -> ModelSpec:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; registered: {', '.join(sorted(REGISTRY))}") from None
+)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from data.artifact import ForecastPredictor
+from inference.tasks.forecast import ForecastPredictor
 from service.settings import ModelRef
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from datetime import datetime
 
 import numpy as np
 
-from data.artifact import ForecastPredictor
+from inference.tasks.forecast import ForecastPredictor
 from service.errors import ServiceError
 from service.schemas import ForecastRequest
 from service.store import LoadedModel

@@ -1,3 +1,8 @@
-"""Signal models (EEG artifact removal, network intrusion detection); registry filled as models land."""
+"""Signal models: EEG artifact removal (task `denoise`) and network intrusion detection (task
+`classify`). `SPECS` lists them for `inference.registry`; empty until the first model lands."""
 
-REGISTRY: dict = {}
+from __future__ import annotations
+
+from core.registry import ModelSpec
+
+SPECS: tuple[ModelSpec, ...] = ()

@@ -60,7 +60,7 @@ def test_a_trained_bundle_is_timed_with_its_own_weights(tmp_path, monkeypatch):
     import torch
 
     from bench import moirai_decode
-    from data.artifact import save_bundle
+    from inference.bundle import save_bundle
     from forecasters.moirai_moe import MoiraiMoEConfig
     from forecasters.moirai_moe.model import MoiraiMoE
 

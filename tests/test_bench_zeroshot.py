@@ -15,8 +15,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench import zeroshot  # noqa: E402
 from bench.accuracy import row_key  # noqa: E402
-from data.artifact import save_bundle  # noqa: E402
-from forecasters import get_spec  # noqa: E402
+from inference.bundle import save_bundle  # noqa: E402
+from inference.registry import get_spec  # noqa: E402
 from forecasters.moirai_moe import MoiraiMoEConfig  # noqa: E402
 from training.metrics import seasonal_naive  # noqa: E402
 

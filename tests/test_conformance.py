@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 import torch
 
-from data.artifact import load_bundle, save_bundle
-from forecasters import REGISTRY, get_spec
+from inference.bundle import load_bundle, save_bundle
+from inference.registry import REGISTRY, get_spec
 from forecasters.itransformer import ITransformer, ITransformerConfig
 
 NAMES = sorted(REGISTRY)

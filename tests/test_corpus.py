@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 import torch
 
-from data.calendar import infer_step_seconds
-from data.corpus import (
+from data.series.calendar import infer_step_seconds
+from data.series.corpus import (
     ZERO_SHOT_EXCLUDE,
     CorpusConfig,
     PretrainCorpus,
@@ -17,9 +17,9 @@ from data.corpus import (
     heldout_series,
     train_rows,
 )
-from data.readers import read_series
-from data.sources import CATALOGUE, DATASET_DIR, load_series, split_for
-from data.synthetic import (
+from data.series.readers import read_series
+from data.series.sources import CATALOGUE, DATASET_DIR, load_series, split_for
+from data.series.synthetic import (
     CompositeKernel,
     Kernel,
     generate_kernelsynth,
@@ -94,7 +94,7 @@ def test_seasonal_generator_random_walk_trend(monkeypatch):
     """With the random-walk trend forced on and no seasonality, yesterday's value is a far better
     forecast than the series mean (the signature of a random walk), which a deterministic trend with
     AR noise alone does not produce as reliably."""
-    import data.synthetic as synthetic
+    import data.series.synthetic as synthetic
 
     def persistence_wins(n: int) -> float:
         y = synthetic.generate_seasonal(n, 512, seed=3).astype(np.float64)
@@ -113,7 +113,7 @@ def test_random_walk_generator_makes_persistence_the_forecast(monkeypatch):
     """Integrated processes: the last value beats the series mean by far (one-step error against the
     spread), increments are nearly uncorrelated (|lag-1 autocorrelation| <= 0.3 + noise), and stale
     runs repeat values only when asked for."""
-    import data.synthetic as synthetic
+    import data.series.synthetic as synthetic
 
     y = synthetic.generate_randomwalk(64, 512, seed=5).astype(np.float64)
     step = np.sqrt(np.mean(np.diff(y, axis=1) ** 2, axis=1))

@@ -5,12 +5,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from data.calendar import future_dates, n_features, time_features
-from data.protocols import ett_split, ratio_split
-from data.readers import DataFormatError, read_series, to_wide
+from data.series.calendar import future_dates, n_features, time_features
+from data.series.protocols import ett_split, ratio_split
+from data.series.readers import DataFormatError, read_series, to_wide
 from data.scalers import StandardScaler
-from data.sources import DATASET_DIR, load_series
-from data.windows import ForecastDataConfig, ForecastDataModule, WindowDataset
+from data.series.sources import DATASET_DIR, load_series
+from data.series.windows import ForecastDataConfig, ForecastDataModule, WindowDataset
 
 
 @pytest.fixture(scope="module")

@@ -160,8 +160,8 @@ def test_the_tree_follows_the_import_direction():
         ("forecasters/itransformer/model.py", "from data.scalers import StandardScaler\n", "data.scalers"),
         ("forecasters/__init__.py", "from signals import REGISTRY\n", "signals"),
         ("core/__init__.py", "from forecasters import get_spec\n", "forecasters"),
-        ("data/sources.py", "from training.recipes import RECIPES\n", "training.recipes"),
-        ("data/sources.py", "from service.settings import Settings\n", "service.settings"),
+        ("data/series/sources.py", "from training.recipes import RECIPES\n", "training.recipes"),
+        ("data/series/sources.py", "from service.settings import Settings\n", "service.settings"),
         ("training/system.py", "from service import create_app\n", "service"),
         ("seer/cli.py", "from bench.accuracy import main\n", "bench.accuracy"),
         (
@@ -181,8 +181,8 @@ def test_checker_reports_a_bad_import(rel_path, source, imported):
     [
         ("service/x.py", "from data.artifact import load_bundle\nfrom forecasters import REGISTRY\nimport fastapi\n"),
         ("data/artifact.py", "def load():\n    from forecasters import get_spec\n"),
-        ("data/windows.py", "import lightning as L\n"),  # LightningDataModules live in data
-        ("training/system.py", "import lightning as L\nimport mlflow\nfrom data.windows import ForecastDataModule\n"),
+        ("data/series/windows.py", "import lightning as L\n"),  # LightningDataModules live in data
+        ("training/system.py", "import lightning as L\nimport mlflow\nfrom data.series.windows import ForecastDataModule\n"),
         (
             "seer/cli.py",
             "def main():\n    from training.recipes import RECIPES\n    from service.app import create_app\n",

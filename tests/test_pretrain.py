@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from mlflow import MlflowClient
 
-from data.artifact import load_bundle
-from data.corpus import ZERO_SHOT_EXCLUDE, CorpusConfig
-from forecasters import get_spec
+from inference.bundle import load_bundle
+from data.series.corpus import ZERO_SHOT_EXCLUDE, CorpusConfig
+from inference.registry import get_spec
 from forecasters.moirai_moe import MoiraiMoE, MoiraiMoEConfig
 from training.pretrain import (
     EpochSampler,

@@ -17,7 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from data.artifact import ForecastPredictor, save_bundle
+from inference.tasks.forecast import ForecastPredictor
+from inference.bundle import save_bundle
 from forecasters.itransformer import ITransformer, ITransformerConfig
 from service import Settings, create_app
 from service.settings import parse_model_ref

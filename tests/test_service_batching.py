@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 from test_service import START, H, L, N, _history, _stamps, make_bundle
 
-from data.artifact import ForecastPredictor
+from inference.tasks.forecast import ForecastPredictor
 from service import Settings, create_app
 from service.settings import parse_model_ref
 from service.store import LoadedModel, ModelStore

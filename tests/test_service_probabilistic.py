@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from test_service import assert_4xx, make_bundle
 from test_service_batching import batch_stats, post_all
 
-from data.artifact import DEFAULT_MAX_VARIATES, ForecastPredictor, save_bundle
+from inference.tasks.forecast import DEFAULT_MAX_VARIATES, ForecastPredictor
+from inference.bundle import save_bundle
 from forecasters.moirai_moe import MoiraiMoE, MoiraiMoEConfig
 from service import Settings, create_app
 from service.settings import parse_model_ref

@@ -1,11 +1,11 @@
 """Corpus pretraining for any-variate forecasters (Moirai-MoE): fixed-shape batches over the
-pretraining corpus (`data.corpus.PretrainCorpus`), held-out validation and test windows, and the dense
+pretraining corpus (`data.series.corpus.PretrainCorpus`), held-out validation and test windows, and the dense
 warm-up that gives the centroid router its token clusters.
 
 Shapes: B batch, L context steps (= the model's lookback), H horizon, n variates of a batch,
 D d_model, X experts.
 
-Batches are the 4-tuple of `data.windows`, `(x [B, L, n], x_mark [B, L, 0], y [B, H, n],
+Batches are the 4-tuple of `data.series.windows`, `(x [B, L, n], x_mark [B, L, 0], y [B, H, n],
 y_mark [B, H, 0])`, in each dataset's original units (the model scales every series of a window from
 its observed context itself; calendar features are empty: the corpus mixes sampling rates). NaN marks
 a missing value. Held-out (val/test) batches add `(loc, scale)` [B, 1, n]: the statistics the
@@ -14,7 +14,7 @@ metrics standardise with (`training.system`), see below.
 Fixed L and H. The recipe fixes L (= the model's lookback, what `forward` and serving take) and H.
 The corpus' context and horizon ranges are clipped to them (`corpus_for`), so it never draws more;
 a shorter context (a series shorter than L + H) is left-padded with NaN and a shorter horizon
-right-padded with NaN — the alignment of `data.corpus.collate` with C_max = L, H_max = H. The model
+right-padded with NaN — the alignment of `data.series.corpus.collate` with C_max = L, H_max = H. The model
 treats NaN context as unobserved and leaves NaN targets out of its likelihood; the metrics skip them.
 
 Variates. Items have 1..`max_variates` variates. Padding a batch to its widest item is not an option:
@@ -74,8 +74,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from core.nn.moe import MoEFeedForward, kmeans
-from data.corpus import CorpusConfig, PretrainCorpus
-from data.sources import CATALOGUE, load_series, split_for
+from data.series.corpus import CorpusConfig, PretrainCorpus
+from data.series.sources import CATALOGUE, load_series, split_for
 from training.system import KeepBestWeights, SeerSystem
 
 log = logging.getLogger("seer.training")

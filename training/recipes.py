@@ -18,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from data.corpus import DEFAULT_MIXTURE, ZERO_SHOT_EXCLUDE, CorpusConfig
-from data.windows import ForecastDataConfig
-from forecasters import get_spec
+from data.series.corpus import DEFAULT_MIXTURE, ZERO_SHOT_EXCLUDE, CorpusConfig
+from data.series.windows import ForecastDataConfig
+from inference.registry import get_spec
 from forecasters.informer import InformerConfig
 from forecasters.itransformer import ITransformerConfig
 from forecasters.moirai_moe import MoiraiMoEConfig
@@ -173,7 +173,7 @@ def informer_ett(dataset: str, horizon: int | None = None, protocol: str = "toda
     )
 
 
-# Moirai-MoE pretraining on the corpus (data.corpus): ETT, weather and exchange_rate train rows plus
+# Moirai-MoE pretraining on the corpus (data.series.corpus): ETT, weather and exchange_rate train rows plus
 # the KernelSynth, seasonal and random-walk generators, in DEFAULT_MIXTURE proportions. Every window has a fixed
 # context L and horizon H (the served lookback and point horizon; sampled quantiles reach
 # max_horizon); early stopping on the NLL of held-out windows of the val splits.

@@ -98,7 +98,7 @@ import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from data.readers import DataFormatError, read_series
+from data.series.readers import DataFormatError, read_series
 from training.tracking import tracking_uri
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
     from mlflow import MlflowClient
 
-    from data.artifact import ForecastPredictor
+    from inference.tasks.forecast import ForecastPredictor
     from training.recipes import Recipe
 
 log = logging.getLogger("seer.retrain")
@@ -377,7 +377,7 @@ def load_fresh(pattern: str) -> tuple[pl.DataFrame, list[Path]]:
 
 def holdout_origins(n_rows: int, lookback: int, horizon: int, windows: int) -> range:
     """Forecast origins of the holdout: the last `windows` ones, all inside the challenger's test rows."""
-    from data.protocols import ratio_split
+    from data.series.protocols import ratio_split
 
     split = ratio_split(n_rows, lookback)  # the split `train()` uses for a file dataset
     first_test_target = split.test[0] + lookback
@@ -566,7 +566,7 @@ def _experiment_id(client: MlflowClient) -> str:
 def _load_version(name: str, version: str, uri: str, tmp: Path) -> ForecastPredictor:
     import mlflow
 
-    from data.artifact import ForecastPredictor
+    from inference.tasks.forecast import ForecastPredictor
 
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=f"models:/{name}/{version}", dst_path=str(tmp / f"v{version}"), tracking_uri=uri

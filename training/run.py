@@ -24,9 +24,10 @@ from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import MLFlowLogger
 
 from core.ops.dispatch import reset_used_impls, used_impls
-from data.artifact import ForecastPredictor, load_bundle, save_bundle
-from data.windows import ForecastDataConfig, ForecastDataModule
-from forecasters import get_spec
+from inference.tasks.forecast import ForecastPredictor
+from inference.bundle import load_bundle, save_bundle
+from data.series.windows import ForecastDataConfig, ForecastDataModule
+from inference.registry import get_spec
 from training.plots import forecast_figure
 from training.pretrain import PrefixedMLFlowLogger, PretrainDataConfig, PretrainDataModule, dense_warmup
 from training.recipes import Recipe

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import subprocess
@@ -14,7 +15,9 @@ from mlflow import MlflowClient
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
-PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
+# Logged as code: MLflow runs this file to load the model (located, not imported: importing it registers
+# the model with MLflow as a side effect).
+PYFUNC_FILE = Path(str(importlib.util.find_spec("inference.pyfunc_model").origin))  # type: ignore[union-attr]
 CHAMPION = "champion"
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from forecasters.config_base import ConfigMixin
+from core.config import ConfigMixin
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.ops.rope.reference import rope_rotary_dims
-from forecasters.config_base import ConfigMixin
+from core.config import ConfigMixin
 
 ROUTERS = ("centroid", "learned")
 IMPLS = ("auto", "triton", "reference")

@@ -275,6 +275,11 @@ class MoiraiMoE(nn.Module):
     def max_horizon(self) -> int:
         return self.config.max_horizon
 
+    @property
+    def aux_loss_weight(self) -> float:
+        """Weight of `aux_loss()` inside `loss` (core.registry.AuxiliaryLoss)."""
+        return self.config.aux_loss_weight
+
     # Building blocks (also used by the tests).
 
     def embed(self, patches: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:

@@ -165,7 +165,7 @@ def test_serve_loads_the_champion_through_the_server(served):
 def jobs_file(stack):
     """Fresh data as two overlapping ETTh1 files (a later file wins on shared dates) and two jobs."""
     tmp, _, _ = stack
-    from data.sources import load_series
+    from data.series.sources import load_series
 
     frame, _ = load_series("ETTh1")
     data = tmp / "data"

@@ -13,8 +13,8 @@ exchange_rate: the first 70 %), in original units: the model is expected to scal
 itself (instance normalisation over the observed context). Missing values (the weather sentinels)
 stay NaN with `observed = False`.
 
-Source names in a mixture: `ett` (ETTh1, ETTh2, ETTm1, ETTm2), any `data.sources.CATALOGUE` name,
-`kernelsynth`, `seasonal` and `randomwalk` (`data.synthetic`, univariate series; a multi-variate sample stacks
+Source names in a mixture: `ett` (ETTh1, ETTh2, ETTm1, ETTm2), any `data.series.sources.CATALOGUE` name,
+`kernelsynth`, `seasonal` and `randomwalk` (`data.series.synthetic`, univariate series; a multi-variate sample stacks
 distinct series of the pool). Synthetic pools have `n_synthetic` series of `synthetic_length` steps,
 generated lazily (series `j` depends only on the seed and `j`) and cached per process.
 """
@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data.sources import CATALOGUE, load_series, split_for
-from data.synthetic import GENERATORS
+from data.series.sources import CATALOGUE, load_series, split_for
+from data.series.synthetic import GENERATORS
 
 DEFAULT_MIXTURE: dict[str, float] = {
     "ett": 0.3,

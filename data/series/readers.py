@@ -1,7 +1,7 @@
 """Polars readers for wide (`date` + one column per variate) and long (`unique_id, ds, y`) frames.
 
 Both shapes end up as one wide frame with a datetime column named `date` and one float column per
-variate, sorted by time; tensors are only made at the loader edge (`data.windows`).
+variate, sorted by time; tensors are only made at the loader edge (`data.series.windows`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The datasets shipped with Seer and how to split each one.
 
-Files live in `data/datasets/` (gzip CSV, provenance in `data/datasets/SOURCE.md`). A dataset name
+Files live in `data/series/datasets/` (gzip CSV, provenance in `data/series/datasets/SOURCE.md`). A dataset name
 that is not in the catalogue is taken as a path to a CSV/Parquet file (wide or long) with the
 70/10/20 chronological split.
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import polars as pl
 
-from data.protocols import Split, ett_split, ratio_split
-from data.readers import read_series
+from data.series.protocols import Split, ett_split, ratio_split
+from data.series.readers import read_series
 
 DATASET_DIR = Path(__file__).resolve().parent / "datasets"
 
@@ -43,7 +43,7 @@ class DatasetSpec:
     def season_length(self) -> int:
         """Seasonal period in steps: one day for sub-daily data (24, 96, 144), one week (7) for daily.
 
-        The daily choice for exchange_rate is a data decision, see `data/datasets/SOURCE.md`: its
+        The daily choice for exchange_rate is a data decision, see `data/series/datasets/SOURCE.md`: its
         timestamps are consecutive calendar days (all seven weekdays, 1084 each) and the rows show a
         7-step cycle (unchanged-from-yesterday rows and |change| autocorrelation peak every 7 steps).
         """

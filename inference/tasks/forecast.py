@@ -1,94 +1,26 @@
-"""The model bundle: `config.json` + `weights.safetensors`, and the predictor built from it.
+"""The forecast task's predictor: original-unit forecasting around a bundle (scale → model → unscale).
 
-A bundle is everything needed to serve a model, with nothing pickled:
-  config.json = {"format": 1, "name": registered name, "model": registry key, "task",
-                 "model_config": {...}, "transform": {scaler, variates, calendar_freq, step_seconds,
-                 lookback, horizon, dataset}, "example_input": {...}, "metrics": {...}}
-  weights.safetensors = the state dict.
-Two kinds of transform:
-  standard (default): a global per-variate `scaler` fitted on the training data, a fixed list of
-      `variates`, finite histories only; a point forecast of the trained `horizon`.
-  instance (`"kind": "instance"`, foundation models such as Moirai-MoE): `scaler` null (the model
-      scales each series itself from its observed context), `variates` null (any number of variates,
-      up to `max_variates`, default 64), NaN = missing; with `"probabilistic": true` in the meta (or a
-      model that has `quantiles`), quantile forecasts up to `max_horizon` (default: `horizon`).
-Training writes it; the MLflow pyfunc model and the FastAPI service both load it through
-`ForecastPredictor.load`, so serving applies exactly the scaling and calendar features training used.
+See `inference.bundle` for the bundle's transform layout (standard: a global scaler and fixed variates;
+instance: the model scales each series itself, any variates).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from data.calendar import future_dates, time_features
+from core.registry import ProbabilisticForecaster
 from data.scalers import StandardScaler
-
-BUNDLE_FORMAT = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "weights.safetensors"
-
-
-class BundleError(ValueError):
-    """A bundle that is missing, malformed or does not match its model."""
-
-
-def save_bundle(directory: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
-    """Write `config.json` (meta + format) and `weights.safetensors` into `directory`."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    for key in ("name", "model", "task", "model_config", "transform"):
-        if key not in meta:
-            raise BundleError(f"bundle meta lacks {key!r}")
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_FILE))
-    (directory / CONFIG_FILE).write_text(json.dumps({"format": BUNDLE_FORMAT, **meta}, indent=2))
-    return directory
-
-
-def find_bundle_dir(path: str | Path) -> Path:
-    """The folder holding `config.json`: the path itself, or inside an MLflow model directory."""
-    path = Path(path)
-    for candidate in (path, path / "artifacts" / "bundle", path / "bundle"):
-        if (candidate / CONFIG_FILE).is_file():
-            return candidate
-    hits = sorted(path.rglob(CONFIG_FILE)) if path.is_dir() else []
-    if hits:
-        return hits[0].parent
-    raise BundleError(f"no {CONFIG_FILE} found under {path}")
-
-
-def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model from config + weights (strict: every tensor must match)."""
-    from forecasters import get_spec  # the registry: models are found by name, never unpickled
-
-    directory = find_bundle_dir(path)
-    try:
-        meta = json.loads((directory / CONFIG_FILE).read_text())
-    except json.JSONDecodeError as e:
-        raise BundleError(f"{directory / CONFIG_FILE} is not valid JSON: {e}") from e
-    if meta.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"unsupported bundle format {meta.get('format')!r} (expected {BUNDLE_FORMAT})")
-    model = get_spec(meta["model"]).build(meta["model_config"])
-    weights = directory / WEIGHTS_FILE
-    if not weights.is_file():
-        raise BundleError(f"{weights} is missing")
-    try:
-        state = load_file(str(weights))
-        model.load_state_dict(state, strict=True)
-    except Exception as e:  # safetensors header errors, shape mismatches
-        raise BundleError(f"cannot load weights from {weights}: {e}") from e
-    return model.to(device).eval(), meta
-
+from data.series.calendar import future_dates, time_features
+from inference.bundle import BundleError, load_bundle
 
 DEFAULT_MAX_VARIATES = 64  # any-variate models: the most variates one request may hold (work bound)
 
@@ -102,6 +34,7 @@ class ForecastPredictor:
     N variates, F calendar features, Q quantile levels.
     """
 
+    task: ClassVar[str] = "forecast"
     model: nn.Module
     meta: dict[str, Any]
     scaler: StandardScaler | None = field(init=False)  # None: identity (instance-scaled models)
@@ -117,7 +50,7 @@ class ForecastPredictor:
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ForecastPredictor:
         model, meta = load_bundle(path, device)
-        if meta["task"] != "forecast":
+        if meta["task"] != cls.task:
             raise BundleError(f"{meta['name']} is a {meta['task']} model, not a forecaster")
         return cls(model=model, meta=meta)
 
@@ -145,7 +78,7 @@ class ForecastPredictor:
     def probabilistic(self) -> bool:
         """Serves quantiles: the meta says so, or (when it is silent) the model has a `quantiles` method."""
         flag = self.meta.get("probabilistic")
-        return bool(flag) if flag is not None else callable(getattr(self.model, "quantiles", None))
+        return bool(flag) if flag is not None else isinstance(self.model, ProbabilisticForecaster)
 
     @property
     def max_horizon(self) -> int:
@@ -311,9 +244,43 @@ class ForecastPredictor:
             x = torch.from_numpy(self.scaler.transform(history.reshape(-1, history.shape[-1])).reshape(history.shape))
         device = self._device()
         generator = torch.Generator(device=device).manual_seed(seed)
-        quantiles: Callable[..., torch.Tensor] = getattr(self.model, "quantiles")  # noqa: B009 (mypy: Module attrs)
-        out = quantiles(x.to(device), q, num_samples=num_samples, generator=generator, horizon=h)  # [B, h, N, Q]
+        model = self.model
+        if not isinstance(model, ProbabilisticForecaster):
+            raise BundleError(f"{self.name}: the bundle says probabilistic, but {type(model).__name__} has no quantiles")
+        out = model.quantiles(x.to(device), q, num_samples=num_samples, generator=generator, horizon=h)  # [B, h, N, Q]
         y = out.float().cpu().numpy().astype(np.float64)
         if self.scaler is not None:  # per variate; an affine map with std > 0 keeps the quantiles' order
             y = (y * self.scaler.std[:, None] + self.scaler.mean[:, None]).astype(np.float64)
         return y
+
+    def pyfunc_predict(self, model_input: Any) -> pd.DataFrame:
+        """The MLflow pyfunc forecast of one history: H rows, `date` (when known) + one column per variate.
+
+        Input: a DataFrame with one column per variate (L rows, original units) and, for models that use
+        calendar features, a `date` column; or a dict `{"history": [[..N] × L], "timestamps": [ISO × L]}`;
+        or an [L, N] array (any-variate models are logged with a tensor signature of shape (-1, -1); over
+        `mlflow models serve`: `{"inputs": [[..N] × L]}`; MLflow's schema check refuses a DataFrame there)."""
+        if isinstance(model_input, np.ndarray):
+            if model_input.ndim != 2:
+                raise ValueError(f"expected an [L, N] array of history, got shape {model_input.shape}")
+            history, stamps = model_input.astype(np.float64), None
+            names = self.variates or [str(j) for j in range(history.shape[1])]
+        elif isinstance(model_input, dict):
+            history = np.asarray(model_input["history"], dtype=np.float64)
+            stamps = model_input.get("timestamps")
+            names = self.variates or [str(j) for j in range(history.shape[-1] if history.ndim else 0)]
+        else:
+            frame = pd.DataFrame(model_input)
+            missing = [v for v in self.variates if v not in frame.columns]
+            if missing:
+                raise ValueError(f"input lacks variate columns {missing}; expected {self.variates}")
+            columns = self.variates or [c for c in frame.columns if c != "date"]  # any-variate: all but date
+            history = frame[columns].to_numpy(dtype=np.float64)
+            names = [str(c) for c in columns]
+            stamps = frame["date"].astype(str).tolist() if "date" in frame.columns else None
+        timestamps = [[datetime.fromisoformat(str(s)) for s in stamps]] if stamps is not None else None
+        forecast = self.predict(history[None], timestamps)[0]  # [H, N]
+        out = pd.DataFrame(forecast, columns=names)
+        if timestamps is not None:
+            out.insert(0, "date", [d.isoformat() for d in self.future_timestamps(timestamps[0][-1])])
+        return out

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from data.calendar import infer_step_seconds, n_features, time_features
-from data.protocols import Split
+from data.series.calendar import infer_step_seconds, n_features, time_features
+from data.series.protocols import Split
 from data.scalers import StandardScaler
-from data.sources import load_series, split_for
+from data.series.sources import load_series, split_for
 
 
 class WindowDataset(Dataset):

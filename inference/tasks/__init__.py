@@ -1,0 +1,1 @@
+"""One predictor per task (`inference.predictor.PREDICTORS` lists them)."""

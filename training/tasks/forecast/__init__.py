@@ -1,0 +1,1 @@
+"""The forecast task: objective (loss, metrics, monitor, plots) and retraining holdout."""

@@ -1,0 +1,13 @@
+"""The forecast objective (placeholder; being filled in)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class _Placeholder:
+    task: str = "forecast"
+
+
+FORECAST_OBJECTIVE = _Placeholder()
