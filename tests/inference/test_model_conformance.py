@@ -1,89 +1,117 @@
-"""One conformance suite over every registered model (DESIGN section 3), plus iTransformer's facts."""
+"""One conformance suite over every registered model of every family (DESIGN section 3).
+
+Each model is driven through its spec alone: `spec.config_cls.tiny()` for a config and
+`spec.example_inputs(config, batch, generator)` for the inputs of `model(*inputs)`, so a new family's
+models join by registering. What the output must look like is the task's contract (`CONTRACTS`);
+optional abilities a model claims (`core.registry` Protocols) are checked to be real.
+Per-model facts (Informer's distilled lengths, iTransformer's tokens, ...) live in tests/forecasters/.
+"""
+
+from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import pytest
 import torch
 
+from core.registry import TASKS, AuxiliaryLoss, ModelSpec, ProbabilisticForecaster
 from inference.bundle import load_bundle, save_bundle
-from inference.registry import REGISTRY, get_spec
-from forecasters.itransformer import ITransformer, ITransformerConfig
+from inference.registry import REGISTRY, get_spec, specs
 
 NAMES = sorted(REGISTRY)
 
 
-def inputs(cfg, batch=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, cfg.lookback, cfg.n_variates, generator=g)
-    x_mark = torch.rand(batch, cfg.lookback, cfg.n_marks, generator=g) - 0.5
-    y_mark = torch.rand(batch, cfg.horizon, cfg.n_marks, generator=g) - 0.5  # the horizon's calendar
-    return x, x_mark, y_mark
+def forecast_contract(config, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+    """forecast: x [B, L, N] -> y [B, H, N]."""
+    x = inputs[0]
+    assert out.shape == (x.shape[0], config.horizon, config.n_variates)
 
 
-def build(name, **over):
+# task -> (output check, config fields a tiny config must refuse at 0)
+CONTRACTS: dict[str, tuple[Callable[..., None], tuple[str, ...]]] = {
+    "forecast": (forecast_contract, ("lookback", "horizon")),
+}
+
+
+def build(name: str, **over):
     spec = get_spec(name)
     torch.manual_seed(0)
     return spec.build(spec.config_cls.tiny(**over))
 
 
+def inputs(name: str, config, batch: int = 4, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    return get_spec(name).example_inputs(config, batch, torch.Generator().manual_seed(seed))
+
+
+def test_every_spec_names_a_known_task_with_a_contract():
+    assert NAMES, "no model is registered"
+    for spec in REGISTRY.values():
+        assert isinstance(spec, ModelSpec) and spec.task in TASKS and spec.paper
+        assert spec.task in CONTRACTS, f"{spec.name}: task {spec.task!r} has no conformance contract yet"
+    assert sorted(s.name for t in TASKS for s in specs(t)) == NAMES
+    with pytest.raises(KeyError, match="unknown model"):
+        get_spec("no-such-model")
+    with pytest.raises(ValueError, match="unknown task"):
+        specs("nope")
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_config_validation_and_round_trip(name):
-    cls = get_spec(name).config_cls
+    spec = get_spec(name)
+    cls = spec.config_cls
     cfg = cls.tiny()
     assert cls.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.lookback = 3  # type: ignore[misc]
-    with pytest.raises(ValueError):
-        cls.tiny(lookback=0)
+    for field in CONTRACTS[spec.task][1]:
+        with pytest.raises(ValueError):
+            cls.tiny(**{field: 0})
     with pytest.raises(ValueError, match="unknown fields"):
         cls.from_dict({**cfg.to_dict(), "nope": 1})
     with pytest.raises(TypeError):
         cls(96)  # keyword-only
+    with pytest.raises(TypeError, match=f"needs a {cls.__name__}"):
+        spec.build(object())
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_forecast_shapes_and_bad_input(name):
+def test_output_follows_the_task_contract_and_bad_input_is_refused(name):
     model = build(name).eval()
     cfg = model.config
-    x, xm, ym = inputs(cfg)
-    assert model(x, xm, ym).shape == (4, cfg.horizon, cfg.n_variates)
+    xs = inputs(name, cfg)
+    CONTRACTS[get_spec(name).task][0](cfg, xs, model(*xs))
     with pytest.raises(ValueError, match="expected x"):
-        model(x[:, :-1], xm[:, :-1], ym)
+        model(xs[0][:, :-1], *xs[1:])
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_save_load_round_trip(name, tmp_path):
     model = build(name).eval()
-    meta = {
-        "name": "t",
-        "model": name,
-        "task": get_spec(name).task,
-        "model_config": model.config.to_dict(),
-        "transform": {},
-    }
+    spec = get_spec(name)
+    meta = {"name": "t", "model": name, "task": spec.task, "model_config": model.config.to_dict(), "transform": {}}
     save_bundle(tmp_path, model, meta)
     again, meta2 = load_bundle(tmp_path)
-    x, xm, ym = inputs(model.config)
-    torch.testing.assert_close(again(x, xm, ym), model(x, xm, ym), rtol=0, atol=0)
+    xs = inputs(name, model.config)
+    torch.testing.assert_close(again(*xs), model(*xs), rtol=0, atol=0)
     assert meta2["model_config"] == model.config.to_dict()
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_deterministic_in_eval_and_batch_independent(name):
     model = build(name).eval()
-    x, xm, ym = inputs(model.config, batch=5)
+    xs = inputs(name, model.config, batch=5)
     with torch.no_grad():
-        full = model(x, xm, ym)
-        assert torch.equal(full, model(x, xm, ym))
-        single = torch.cat([model(x[i : i + 1], xm[i : i + 1], ym[i : i + 1]) for i in range(5)])
+        full = model(*xs)
+        assert torch.equal(full, model(*xs))
+        single = torch.cat([model(*(t[i : i + 1] for t in xs)) for i in range(5)])
     torch.testing.assert_close(full, single, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_gradients_reach_every_parameter(name):
     model = build(name).train()
-    x, xm, ym = inputs(model.config)
-    model(x, xm, ym).pow(2).mean().backward()
+    model(*inputs(name, model.config)).pow(2).mean().backward()
     dead = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
     assert not dead, f"parameters without gradient: {dead}"
 
@@ -91,57 +119,40 @@ def test_gradients_reach_every_parameter(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_overfits_a_tiny_batch(name):
     model = build(name, dropout=0.0).train()
-    x, xm, ym = inputs(model.config, batch=2)
-    y = torch.randn(2, model.config.horizon, model.config.n_variates, generator=torch.Generator().manual_seed(1))
+    xs = inputs(name, model.config, batch=2)
+    y = torch.randn(model(*xs).shape, generator=torch.Generator().manual_seed(1))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     first = None
     for _ in range(150):
         opt.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(x, xm, ym), y)
+        loss = torch.nn.functional.mse_loss(model(*xs), y)
         loss.backward()
         opt.step()
         first = first if first is not None else loss.item()
     assert loss.item() < 0.05 * first
 
 
-# iTransformer's own facts (Liu et al. 2024).
+PROBABILISTIC = [n for n in NAMES if isinstance(build(n), ProbabilisticForecaster)]
 
 
-def test_itransformer_tokens_are_variates_plus_calendar_features():
-    cfg = ITransformerConfig.tiny(n_variates=3, n_marks=2)
-    model = ITransformer(cfg).eval()
-    x, xm, ym = inputs(cfg)
-    seen = {}
-    model.encoder.register_forward_hook(lambda m, i, o: seen.update(tokens=o.shape))
-    model(x, xm, ym)
-    assert seen["tokens"] == (4, 3 + 2, cfg.d_model)  # one token per variate + one per calendar feature
-    assert model.embed.value.in_features == cfg.lookback  # Linear(L -> D)
-    assert (model.project.in_features, model.project.out_features) == (cfg.d_model, cfg.horizon)  # Linear(D -> H)
+def test_some_model_exercises_each_forecast_protocol():
+    # An empty list would make the next tests vacuous: Moirai-MoE is probabilistic with an auxiliary loss.
+    assert PROBABILISTIC and any(isinstance(build(n), AuxiliaryLoss) for n in PROBABILISTIC)
 
 
-def test_itransformer_is_equivariant_to_per_variate_affine_maps():
-    # With per-variate normalisation, scaling/shifting a variate's history scales/shifts its forecast.
-    model = ITransformer(ITransformerConfig.tiny()).eval()
-    x, xm, ym = inputs(model.config)
-    scale, shift = torch.tensor([2.0, 0.5, 10.0]), torch.tensor([-3.0, 100.0, 0.25])
-    with torch.no_grad():
-        torch.testing.assert_close(
-            model(x * scale + shift, xm, ym), model(x, xm, ym) * scale + shift, rtol=1e-4, atol=1e-3
-        )
-
-
-def test_itransformer_variate_order_is_permutation_equivariant():
-    # Attention over variate tokens has no positional encoding: permuting variates permutes outputs.
-    model = ITransformer(ITransformerConfig.tiny(n_marks=0)).eval()
-    x, _, _ = inputs(model.config)
-    perm = torch.tensor([2, 0, 1])
-    with torch.no_grad():
-        torch.testing.assert_close(model(x[..., perm]), model(x)[..., perm], rtol=1e-5, atol=1e-5)
-
-
-def test_itransformer_requires_calendar_marks_when_configured():
-    model = ITransformer(ITransformerConfig.tiny())
-    assert model.uses_timestamps
-    x, _, _ = inputs(model.config)
-    with pytest.raises(ValueError, match="x_mark"):
-        model(x)
+@pytest.mark.parametrize("name", PROBABILISTIC)
+def test_a_probabilistic_forecaster_really_has_its_protocol(name):
+    model = build(name).train()
+    cfg = model.config
+    x = inputs(name, cfg, batch=2)[0]
+    y = torch.randn(2, cfg.horizon, cfg.n_variates, generator=torch.Generator().manual_seed(3))
+    loss = model.loss(x, y)
+    assert loss.dim() == 0 and torch.isfinite(loss) and loss.requires_grad
+    assert model.max_horizon >= cfg.horizon
+    model.eval()
+    g = torch.Generator().manual_seed(0)
+    q = model.quantiles(x, [0.1, 0.5, 0.9], num_samples=8, generator=g, horizon=cfg.horizon)
+    assert q.shape == (2, cfg.horizon, cfg.n_variates, 3)
+    assert bool((q.diff(dim=-1) >= 0).all()), "quantiles must not decrease with the level"
+    if isinstance(model, AuxiliaryLoss):
+        assert model.aux_loss().dim() == 0 and model.aux_loss_weight >= 0
