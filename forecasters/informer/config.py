@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.config import ConfigMixin
+from core.config import ConfigMixin, check_positive
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,9 +33,7 @@ class InformerConfig(ConfigMixin):
 
     def __post_init__(self) -> None:
         positive = ("lookback", "horizon", "n_variates", "d_model", "n_heads", "e_layers", "d_layers", "d_ff", "factor")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"InformerConfig.{name} must be >= 1, got {getattr(self, name)}")
+        check_positive(self, *positive)
         if self.n_marks < 0:
             raise ValueError("InformerConfig.n_marks must be >= 0")
         if not 0 <= self.label_len <= self.lookback:

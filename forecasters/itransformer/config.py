@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.config import ConfigMixin
+from core.config import ConfigMixin, check_positive
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,9 +25,7 @@ class ITransformerConfig(ConfigMixin):
     attn_impl: str = "auto"  # core.ops dispatch: auto | triton | reference
 
     def __post_init__(self) -> None:
-        for name in ("lookback", "horizon", "n_variates", "d_model", "n_heads", "e_layers", "d_ff"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ITransformerConfig.{name} must be >= 1, got {getattr(self, name)}")
+        check_positive(self, "lookback", "horizon", "n_variates", "d_model", "n_heads", "e_layers", "d_ff")
         if self.n_marks < 0:
             raise ValueError("ITransformerConfig.n_marks must be >= 0")
         if self.d_model % self.n_heads:

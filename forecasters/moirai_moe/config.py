@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.ops.rope.reference import rope_rotary_dims
-from core.config import ConfigMixin
+from core.config import ConfigMixin, check_positive
 
 ROUTERS = ("centroid", "learned")
 IMPLS = ("auto", "triton", "reference")
@@ -69,9 +69,7 @@ class MoiraiMoEConfig(ConfigMixin):
             "max_horizon",
             "num_samples",
         )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"MoiraiMoEConfig.{name} must be >= 1, got {getattr(self, name)}")
+        check_positive(self, *positive)
         if self.n_marks < 0:
             raise ValueError("MoiraiMoEConfig.n_marks must be >= 0")
         if self.d_ff is not None and self.d_ff < 1:
