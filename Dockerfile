@@ -30,6 +30,7 @@ COPY core ./core
 COPY forecasters ./forecasters
 COPY signals ./signals
 COPY data ./data
+COPY inference ./inference
 COPY training ./training
 COPY service ./service
 COPY seer ./seer

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,3 +266,11 @@ def test_every_code_folder_is_a_regular_package(name):
         if not (folder / "__init__.py").is_file()
     )
     assert not missing, f"folders with code but no __init__.py (left out of `pip install .`): {missing}"
+
+
+def test_the_image_copies_every_shipped_package():
+    # The Dockerfile installs from a copy of the sources: a room left out of its COPY lines would be
+    # missing from the image, and only a container start would tell.
+    dockerfile = (REPO / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, re.M))
+    assert set(PACKAGES) <= copied, f"Dockerfile does not COPY {sorted(set(PACKAGES) - copied)}"
