@@ -9,6 +9,11 @@ line per op and reason; an explicit `triton` that cannot run raises `KernelUnava
 `auto` picks Triton only on a CUDA device: the interpreter is a correctness tool, thousands of times
 slower than the reference, so it runs only when `triton` is asked for explicitly (as the kernel tests
 do) and never by accident because `TRITON_INTERPRET=1` is set.
+
+Calls a kernel does not cover (dropout, wide heads, other dtypes, ...) are the op's to judge: it passes
+`resolve_impl(..., unsupported=<why not>)`, and the same rule applies with that reason: `auto` falls back
+with one log line per (op, reason), an explicit `triton` raises `KernelUnavailableError` naming it. The
+ops decide their reasons without importing triton (see core/ops/triton_utils.py, "Interpreter mode").
 """
 
 from __future__ import annotations
@@ -68,13 +73,20 @@ def requested_impl(impl: str | None = None) -> str:
     return choice
 
 
-def resolve_impl(op: str, device: torch.device, impl: str | None = None) -> str:
-    """`"triton"` or `"reference"` for this call; records the choice for run tags (`used_impls`)."""
+def resolve_impl(op: str, device: torch.device, impl: str | None = None, *, unsupported: str | None = None) -> str:
+    """`"triton"` or `"reference"` for this call; records the choice for run tags (`used_impls`).
+
+    `unsupported` is the op's reason its kernel cannot take this particular call (None: it can). An explicit
+    `triton` request raises with that reason first; under `auto` it counts only where the kernel could
+    otherwise run (elsewhere the device's reason is the one logged).
+    """
     choice = requested_impl(impl)
     if choice == "reference":
         chosen = "reference"
     else:
         ok, why = triton_status(op, device, explicit=choice == "triton")
+        if unsupported is not None and (ok or choice == "triton"):
+            ok, why = False, unsupported
         if ok:
             chosen = "triton"
         elif choice == "triton":

@@ -8,25 +8,22 @@ triton.language's own helpers are interpreted (TRITON_INTERPRET) for the whole p
 as a side effect of `import core` would lock the interpreter tests out. The kernel module itself is
 imported on the first call that runs it.
 
-Calls the kernel does not cover (dropout, head dims past 128) follow the dispatcher's rule: `auto` uses
-the reference with one log line per reason, an explicit `triton` request raises `KernelUnavailableError`.
+Calls the kernel does not cover (dropout, head dims past 128, dtypes other than fp32/fp16/bf16) are named
+by `_unsupported` and passed to the dispatcher (`resolve_impl(..., unsupported=)`), whose rule applies:
+`auto` uses the reference with one log line per reason, an explicit `triton` raises `KernelUnavailableError`.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import logging
 
 import torch
 
 from core.ops.attention.reference import attention_reference
-from core.ops.dispatch import KernelUnavailableError, register_triton, requested_impl, resolve_impl, triton_status
-
-log = logging.getLogger("seer.kernels")
+from core.ops.dispatch import register_triton, resolve_impl
 
 # Mirrors MAX_HEAD_DIM in triton.py; kept here so dispatch never imports triton to decide.
 _MAX_HEAD_DIM = 128
-_warned: set[str] = set()
 
 if importlib.util.find_spec("triton") is not None:
     register_triton("attention")
@@ -43,20 +40,6 @@ def _unsupported(q: torch.Tensor, v: torch.Tensor, dropout_p: float) -> str | No
     return None
 
 
-def _choose(q: torch.Tensor, v: torch.Tensor, impl: str | None, dropout_p: float) -> str:
-    """The dispatcher's choice, except that calls the kernel does not cover stay on the reference."""
-    requested = requested_impl(impl)
-    why = None if requested == "reference" else _unsupported(q, v, dropout_p)
-    if why is None:
-        return resolve_impl("attention", q.device, impl)
-    if requested == "triton":
-        raise KernelUnavailableError(f"impl='triton' requested for 'attention' but it cannot run: {why}")
-    if triton_status("attention", q.device, explicit=False)[0] and why not in _warned:
-        _warned.add(why)
-        log.info("kernel attention: using the PyTorch reference (%s)", why)
-    return resolve_impl("attention", q.device, "reference")
-
-
 def attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -70,7 +53,7 @@ def attention(
     impl: str | None = None,
 ) -> torch.Tensor:
     """`softmax(q kᵀ·scale + bias) v` over `[B, H, L, D]` inputs; see `attention_reference`."""
-    if _choose(q, v, impl, dropout_p) == "triton":
+    if resolve_impl("attention", q.device, impl, unsupported=_unsupported(q, v, dropout_p)) == "triton":
         from core.ops.attention.triton import attention_triton
 
         return attention_triton(

@@ -26,12 +26,9 @@ Decisions:
   exercise the same op path as the GPU. Under TRITON_INTERPRET=1, torch 2.13's wrap_triton passes the
   InterpretedFunction through unchanged: eager calls work, but torch.compile fails (the fake-tensor
   trace would run the interpreter on fake tensors), so compile is a GPU-only feature.
-- Interpreter mode: `triton.jit` picks JITFunction vs InterpretedFunction when the decorator runs
-  (triton 3.9 reads `knobs.runtime.interpret` in `jit()`). That fixes triton.language's own @jit
-  helpers (tl.zeros, tl.sum, ...) at the first `import triton`: TRITON_INTERPRET=1 must be set before
-  it, which `_launchable` checks with a clear error. Our kernels may be decorated later than that, so
-  `_launchable` re-wraps them for the mode in force at launch; they call no @triton.jit helpers of ours.
-  Consequence for packages: register kernels with the dispatcher without importing triton (find_spec).
+- Launches: every kernel goes through `core.ops.triton_utils.launch` (the launch convention shared by
+  all ops; it also re-wraps kernels for the interpreter mode in force, see "Interpreter mode" there). The
+  kernels call no @triton.jit helpers of ours, so that re-wrap covers everything they run.
 - Block sizes are fixed per head dim and dtype (`_blocks`), not autotuned: timing configs means nothing
   in the interpreter, and on GPU it adds a benchmarking pause to every new sequence length.
 - dBias: when the bias requires grad, dS is written to an fp32 [B, H, Lq, Lk] buffer and summed over
@@ -52,8 +49,8 @@ import torch
 import triton
 import triton.language as tl
 
-LOG2E = 1.4426950408889634  # log2(e): exp(x) = exp2(x * LOG2E)
-LN2 = 0.6931471805599453  # ln(2): converts the base-2 logsumexp the kernels track back to natural log
+from core.ops.triton_utils import LN2, LOG2E, dot_precision, interpreting, launch, pad_dim
+
 # Tiles are sized (and checked for shared memory and registers, see `_blocks`) for head dims up to 128;
 # past that the GPU launch would run out of shared memory.
 MAX_HEAD_DIM = 128
@@ -164,6 +161,7 @@ def _attention_bwd_preprocess_kernel(
     tl.store(Delta + pid_bh.to(tl.int64) * Lq + offs_m, tl.sum(o * do, 1), mask=offs_m < Lq)
 
 
+# core/ops/probsparse/triton.py copies this kernel's loop for the selected queries (see there): keep in step.
 @triton.jit
 def _attention_bwd_dkdv_kernel(
     Q, K, V, Bias, Kpm, DO, Lse, Delta, DK, DV, DBias,
@@ -250,6 +248,7 @@ def _attention_bwd_dkdv_kernel(
     tl.store(DV + (dkv_base + offs_n[:, None]) * Dv + offs_dv[None, :], dv.to(DV.dtype.element_ty), mask=kv_mask_dv)
 
 
+# core/ops/probsparse/triton.py copies this kernel's loop for the selected queries (see there): keep in step.
 @triton.jit
 def _attention_bwd_dq_kernel(
     Q, K, V, Bias, Kpm, DO, Lse, Delta, DQ,
@@ -318,39 +317,6 @@ def _attention_bwd_dq_kernel(
     tl.store(DQ + (row_base + offs_m[:, None]) * D + offs_d[None, :], dq.to(DQ.dtype.element_ty), mask=q_mask)
 
 
-def _interpreting() -> bool:
-    return bool(triton.knobs.runtime.interpret)
-
-
-_rewrapped: dict[tuple[int, bool], Any] = {}
-
-
-def _launchable(kernel: Any) -> Any:
-    """`kernel` wrapped for the interpret mode in force now (see the module docstring, "Interpreter mode")."""
-    from triton.runtime.interpreter import InterpretedFunction
-    from triton.runtime.jit import JITFunction
-
-    interpret = _interpreting()
-    if interpret and not isinstance(tl.zeros, InterpretedFunction):
-        # triton.language's own helpers (tl.zeros, tl.sum, ...) are @jit functions fixed at `import triton`;
-        # compiled-mode helpers raise "Cannot call @triton.jit'd outside of the scope of a kernel".
-        raise RuntimeError(
-            "TRITON_INTERPRET=1 is set but triton was imported without it; set TRITON_INTERPRET=1 before the "
-            "first `import triton` (e.g. in the shell that starts pytest)"
-        )
-    if isinstance(kernel, InterpretedFunction) == interpret:
-        return kernel
-    key = (id(kernel.fn), interpret)
-    if key not in _rewrapped:
-        _rewrapped[key] = InterpretedFunction(kernel.fn) if interpret else JITFunction(kernel.fn)
-    return _rewrapped[key]
-
-
-def _launch(kernel: Any) -> Any:
-    """The kernel ready for `[grid](...)`, through wrap_triton so torch.compile can trace the launch."""
-    return torch.library.wrap_triton(_launchable(kernel))
-
-
 def _blocks(d_pad: int, dtype: torch.dtype) -> tuple[int, int, int, int]:
     """Forward (BLOCK_M, BLOCK_N, num_warps, num_stages) for a padded head dim; fixed, not autotuned.
 
@@ -360,7 +326,7 @@ def _blocks(d_pad: int, dtype: torch.dtype) -> tuple[int, int, int, int]:
     shapes, 246 registers / 96 KB shared memory at D=64 (4 warps) and 198 / 160 KB at D=128 (8 warps),
     no spills. fp32 runs its dots as 3×TF32 and spills at 128×64, hence 64×32.
     """
-    if _interpreting():
+    if interpreting():
         return 16, 16, 1, 1
     if dtype == torch.float32:
         return 64, 32, 4, 2
@@ -371,22 +337,11 @@ def _bwd_blocks(d_pad: int, dtype: torch.dtype) -> tuple[int, int, int, int]:
     """Backward tiles. A dK/dV program holds two fp32 accumulators plus K and V, so 64×64: measured as
     above, 234 registers at D=64 (4 warps) and 244 / 113 KB at D=128 (8 warps), no spills; fp32 D=128
     still spills ~100 B at 32×16, accepted (fp32 is not the GPU training dtype)."""
-    if _interpreting():
+    if interpreting():
         return 16, 16, 1, 1
     if dtype == torch.float32:
         return 32, (32 if d_pad <= 64 else 16), 4, 2
     return 64, 64, (4 if d_pad <= 64 else 8), 2
-
-
-def _pad_dim(d: int) -> int:
-    # tl.dot needs power-of-two tiles of at least 16; lanes past the real D are masked to 0.
-    return max(16, triton.next_power_of_2(d))
-
-
-def _dot_precision(dtype: torch.dtype) -> str:
-    # fp32 inputs: 3×TF32 on tensor cores, ~1e-6 relative like true fp32 (plain TF32 costs ~1e-3, and
-    # "ieee" FMA dots spill 8 KB/thread at D=128). Ignored for 16-bit inputs and by the interpreter.
-    return "tf32x3" if dtype == torch.float32 else "tf32"
 
 
 def _bias_strides(bias: torch.Tensor | None) -> tuple[int, int, int, int]:
@@ -409,11 +364,11 @@ def _flash_attention_fwd(
     lk, dv = k.shape[2], v.shape[3]
     out = torch.empty((bsz, heads, lq, dv), device=q.device, dtype=q.dtype)
     lse = torch.empty((bsz, heads, lq), device=q.device, dtype=torch.float32)
-    block_d, block_dv = _pad_dim(d), _pad_dim(dv)
+    block_d, block_dv = pad_dim(d), pad_dim(dv)
     block_m, block_n, warps, stages = _blocks(max(block_d, block_dv), q.dtype)
     kpm = key_padding_mask if key_padding_mask is not None else q  # dummy pointer, never read
     grid = (triton.cdiv(lq, block_m), bsz * heads)
-    _launch(_attention_fwd_kernel)[grid](
+    launch(_attention_fwd_kernel, grid,
         q, k, v, bias if bias is not None else q, kpm, out, lse,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(),
         *_bias_strides(bias),
@@ -422,7 +377,7 @@ def _flash_attention_fwd(
         scale * LOG2E,
         HAS_BIAS=bias is not None, HAS_KPM=key_padding_mask is not None, CAUSAL=causal,
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, BLOCK_DV=block_dv,
-        DOT_PRECISION=_dot_precision(q.dtype), num_warps=warps, num_stages=stages,
+        DOT_PRECISION=dot_precision(q.dtype), num_warps=warps, num_stages=stages, traceable=True,
     )  # fmt: skip
     return out, lse
 
@@ -452,29 +407,30 @@ def _flash_attention_bwd(
     # Zero-filled: causal skips whole tiles, whose dS is 0 and never written.
     dbias_shape = (bsz, heads, lq, lk) if bias_grad else (0,)
     dbias = torch.zeros(dbias_shape, device=q.device, dtype=torch.float32)
-    block_d, block_dv = _pad_dim(d), _pad_dim(dv_dim)
+    block_d, block_dv = pad_dim(d), pad_dim(dv_dim)
     block_m, block_n, warps, stages = _bwd_blocks(max(block_d, block_dv), q.dtype)
     kpm = key_padding_mask if key_padding_mask is not None else q
     bias_arg = bias if bias is not None else q
     kpm_strides = kpm.stride()[:2] if key_padding_mask is not None else (0, 0)
     flags = dict(HAS_BIAS=bias is not None, HAS_KPM=key_padding_mask is not None, CAUSAL=causal)
     tiles = dict(BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, BLOCK_DV=block_dv)
-    launch_opts = dict(DOT_PRECISION=_dot_precision(q.dtype), num_warps=warps, num_stages=stages)
+    launch_opts = dict(DOT_PRECISION=dot_precision(q.dtype), num_warps=warps, num_stages=stages)
 
-    _launch(_attention_bwd_preprocess_kernel)[(triton.cdiv(lq, block_m), bsz * heads)](
-        out, do, delta, *out.stride(), *do.stride(), heads, lq, dv_dim, BLOCK_M=block_m, BLOCK_DV=block_dv
-    )
-    _launch(_attention_bwd_dkdv_kernel)[(triton.cdiv(lk, block_n), bsz * heads)](
+    launch(_attention_bwd_preprocess_kernel, (triton.cdiv(lq, block_m), bsz * heads),
+        out, do, delta, *out.stride(), *do.stride(), heads, lq, dv_dim,
+        BLOCK_M=block_m, BLOCK_DV=block_dv, traceable=True,
+    )  # fmt: skip
+    launch(_attention_bwd_dkdv_kernel, (triton.cdiv(lk, block_n), bsz * heads),
         q, k, v, bias_arg, kpm, do, lse, delta, dk, dv, dbias,
         *q.stride(), *k.stride(), *v.stride(), *do.stride(), *_bias_strides(bias), *kpm_strides,
         heads, lq, lk, d, dv_dim, scale * LOG2E, scale,
-        **flags, STORE_DBIAS=bias_grad, **tiles, **launch_opts,
+        **flags, STORE_DBIAS=bias_grad, **tiles, **launch_opts, traceable=True,
     )  # fmt: skip
-    _launch(_attention_bwd_dq_kernel)[(triton.cdiv(lq, block_m), bsz * heads)](
+    launch(_attention_bwd_dq_kernel, (triton.cdiv(lq, block_m), bsz * heads),
         q, k, v, bias_arg, kpm, do, lse, delta, dq,
         *q.stride(), *k.stride(), *v.stride(), *do.stride(), *_bias_strides(bias), *kpm_strides,
         heads, lq, lk, d, dv_dim, scale * LOG2E, scale,
-        **flags, **tiles, **launch_opts,
+        **flags, **tiles, **launch_opts, traceable=True,
     )  # fmt: skip
     return dq, dk, dv, dbias
 

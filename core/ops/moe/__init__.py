@@ -14,22 +14,20 @@ triton up with `find_spec` and the kernel module is imported on the first call t
 `core.ops.attention` for why `import triton` must not happen as a side effect of `import core`).
 
 Calls the kernel does not cover (dtypes other than fp32/fp16/bf16; x and the expert weights in different
-dtypes outside autocast) follow the dispatcher's rule: `auto` uses the reference with one log line per
-reason, an explicit `triton` raises `KernelUnavailableError`.
+dtypes outside autocast) are named by `_unsupported` and passed to the dispatcher (`resolve_impl(...,
+unsupported=)`), whose rule applies: `auto` uses the reference with one log line per reason, an explicit
+`triton` raises `KernelUnavailableError`.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import logging
 
 import torch
 
-from core.ops.dispatch import KernelUnavailableError, register_triton, requested_impl, resolve_impl, triton_status
+from core.ops.dispatch import register_triton, resolve_impl
 from core.ops.moe.reference import check_moe_args, moe_swiglu_reference, route_topk
 
-log = logging.getLogger("seer.kernels")
-_warned: set[str] = set()
 _KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 if importlib.util.find_spec("triton") is not None:
@@ -43,20 +41,6 @@ def _unsupported(x: torch.Tensor, w_gate: torch.Tensor, w_up: torch.Tensor, w_do
     if not x.dtype == w_gate.dtype == w_up.dtype == w_down.dtype:
         return f"x ({x.dtype}) and expert weights ({w_gate.dtype}, {w_up.dtype}, {w_down.dtype}) differ in dtype"
     return None
-
-
-def _choose(x: torch.Tensor, w_gate: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor, impl: str | None) -> str:
-    """The dispatcher's choice, except that calls the kernels do not cover stay on the reference."""
-    requested = requested_impl(impl)
-    why = None if requested == "reference" else _unsupported(x, w_gate, w_up, w_down)
-    if why is None:
-        return resolve_impl("moe", x.device, impl)
-    if requested == "triton":
-        raise KernelUnavailableError(f"impl='triton' requested for 'moe' but it cannot run: {why}")
-    if triton_status("moe", x.device, explicit=False)[0] and why not in _warned:
-        _warned.add(why)
-        log.info("kernel moe: using the PyTorch reference (%s)", why)
-    return resolve_impl("moe", x.device, "reference")
 
 
 def moe_swiglu(
@@ -82,7 +66,7 @@ def moe_swiglu(
     if torch.is_autocast_enabled(x.device.type):
         low = torch.get_autocast_dtype(x.device.type)
         x, w_gate, w_up, w_down = (t.to(low) for t in (x, w_gate, w_up, w_down))
-    if _choose(x, w_gate, w_up, w_down, impl) == "triton":
+    if resolve_impl("moe", x.device, impl, unsupported=_unsupported(x, w_gate, w_up, w_down)) == "triton":
         from core.ops.moe.triton import moe_swiglu_triton
 
         return moe_swiglu_triton(x, indices, weights, w_gate, w_up, w_down)

@@ -31,17 +31,15 @@ Backward (up to 5 launches, each skipped when its gradients are not needed):
   7. `_dw_down_kernel`       dW_down[e] = Σ_{r∈e} (weight_r · h[r])ᵀ dy[tok[r]], h recomputed from G, U.
 An expert with no rows gets zero weight gradients (its programs run no loop iteration and store zeros).
 
-Precision: loads are in the input dtype, every dot accumulates in fp32 (fp32 inputs: 3×TF32 on tensor
-cores, ~fp32 accuracy; see `core.ops.attention.triton`), the SwiGLU and its derivative run in fp32, and
-H, O, G, U, dG, dU, dXr are stored in the input dtype (16-bit inputs: one rounding each, as in Megablocks).
-Routing weights may have any float dtype; they are read as fp32 and their gradient is returned in their
-dtype. Block sizes are fixed per dtype (`_tiles`), not autotuned (see `core.ops.attention.triton`).
-Indices must lie in [0, E): they are not range-checked, since that would synchronise the GPU.
+Precision: loads are in the input dtype, every dot accumulates in fp32 (fp32 inputs: 3×TF32, ~fp32 accuracy, see
+`core.ops.triton_utils.dot_precision`), the SwiGLU and its derivative run in fp32, and H, O, G, U, dG, dU, dXr are
+stored in the input dtype (16-bit inputs: one rounding each, as in Megablocks). Routing weights may have any float
+dtype; they are read as fp32 and their gradient is returned in their dtype. Block sizes are fixed per dtype
+(`_tiles`), not autotuned. Indices must lie in [0, E): they are not range-checked (that would sync the GPU).
 
-Layers: `_*_kernel` (Triton) · `_forward` / `_backward` (launchers) · `MoESwiGLUFunction` (autograd) ·
-`moe_swiglu_triton` (public op, reached via `core.ops.moe`). Kernels are launched directly; under
-TRITON_INTERPRET=1 (CPU tests) `_launchable` re-wraps them for the interpreter if this module was imported
-before the variable was set, exactly as `core.ops.attention.triton` does.
+Layers: `_*_kernel` (Triton) · `_forward` / `_backward` (launchers, every launch through
+`core.ops.triton_utils.launch`, the convention all ops share) · `MoESwiGLUFunction` (autograd) ·
+`moe_swiglu_triton` (public op, reached via `core.ops.moe`).
 """
 
 from __future__ import annotations
@@ -53,7 +51,8 @@ import torch
 import triton
 import triton.language as tl
 
-from core.ops.attention.triton import _interpreting, _launchable  # one interpreter-mode launcher for all ops
+from core.ops.moe.reference import check_moe_args
+from core.ops.triton_utils import dot_precision, interpreting, launch
 
 
 @triton.jit
@@ -344,13 +343,13 @@ def _tiles(dtype: torch.dtype) -> _Tiles:
     K steps and 2 stages. Checked by compiling for sm_90 with triton 3.9 and its bundled ptxas, with the
     16-byte alignment the launcher specialises on (no GPU was lent for timing): bf16 uses 96-128 registers
     in the GEMM kernels and 254 in the SwiGLU backward, 16-96 KB of shared memory, no spills; fp32 no spills
-    either. tests/ops/test_moe_triton.py rebuilds every variant and fails on a spill.
+    either. tests/core/ops/test_moe_triton.py rebuilds every variant and fails on a spill.
     """
-    if _interpreting():
+    if interpreting():
         return _Tiles(16, (16, 16, 1, 1), (16, 16, 1, 1), (16, 16, 1, 1), (16, 16, 16, 1, 1), "ieee")
     if dtype == torch.float32:
-        return _Tiles(64, (64, 32, 4, 2), (64, 32, 4, 2), (64, 32, 4, 2), (64, 64, 32, 4, 2), "tf32x3")
-    return _Tiles(64, (64, 64, 4, 3), (128, 64, 4, 3), (64, 64, 4, 3), (64, 64, 64, 4, 3), "tf32")
+        return _Tiles(64, (64, 32, 4, 2), (64, 32, 4, 2), (64, 32, 4, 2), (64, 64, 32, 4, 2), dot_precision(dtype))
+    return _Tiles(64, (64, 64, 4, 3), (128, 64, 4, 3), (64, 64, 4, 3), (64, 64, 64, 4, 3), dot_precision(dtype))
 
 
 @dataclass
@@ -411,15 +410,11 @@ def _unpermute(
     rows: torch.Tensor, pos: torch.Tensor, scale: torch.Tensor | None, out_dtype: torch.dtype
 ) -> torch.Tensor:
     """[R, N] sorted rows -> [T, N]: out[t] = Σ_j scale[t, j] · rows[pos[t, j]] (scale 1 when None)."""
-    n_tok, top_k = pos.shape
-    n = rows.shape[1]
+    (n_tok, top_k), n = pos.shape, rows.shape[1]
     out = torch.empty((n_tok, n), device=rows.device, dtype=out_dtype)
-    if n_tok == 0:
-        return out
-    block_t = 16 if _interpreting() else 32
+    block_t = 16 if interpreting() else 32
     block_n = min(128, max(16, triton.next_power_of_2(n)))
-    grid = (triton.cdiv(n_tok, block_t), triton.cdiv(n, block_n))
-    _launchable(_unpermute_kernel)[grid](
+    launch(_unpermute_kernel, (triton.cdiv(n_tok, block_t), triton.cdiv(n, block_n)),
         rows, pos, scale if scale is not None else rows, out, n_tok, n,
         TOP_K=top_k, HAS_SCALE=scale is not None, BLOCK_T=block_t, BLOCK_N=block_n, num_warps=4,
     )  # fmt: skip
@@ -441,10 +436,9 @@ def _forward(
     tiles = _tiles(x.dtype)
     blk = route.blocks
     hidden = torch.empty((n_rows, f), device=x.device, dtype=x.dtype)  # H [R, F]
-    g = torch.empty_like(hidden) if save else None
-    u = torch.empty_like(hidden) if save else None
+    g, u = (torch.empty_like(hidden), torch.empty_like(hidden)) if save else (None, None)
     bn, bk, warps, stages = tiles.dual
-    _launchable(_gate_up_fwd_kernel)[(blk.programs, triton.cdiv(f, bn))](
+    launch(_gate_up_fwd_kernel, (blk.programs, triton.cdiv(f, bn)),
         x, route.tok, w_gate, w_up, hidden, g if save else hidden, u if save else hidden,
         blk.expert, blk.start, blk.length,
         x.stride(0), x.stride(1), *w_gate.stride(),
@@ -454,7 +448,7 @@ def _forward(
     )  # fmt: skip
     out_rows = torch.empty((n_rows, d), device=x.device, dtype=x.dtype)  # O [R, D]
     bn, bk, warps, stages = tiles.rows
-    _launchable(_rows_matmul_kernel)[(blk.programs, triton.cdiv(d, bn))](
+    launch(_rows_matmul_kernel, (blk.programs, triton.cdiv(d, bn)),
         hidden, w_down, hidden, w_down, out_rows, blk.expert, blk.start, blk.length,
         *w_down.stride(), f, d,
         DUAL=False, BLOCK_M=tiles.block_m, BLOCK_N=bn, BLOCK_K=bk, DOT_PRECISION=tiles.precision,
@@ -489,7 +483,7 @@ def _backward(
         dg = torch.empty((n_rows, f), device=x.device, dtype=x.dtype)
         du = torch.empty_like(dg)
         dw_part = torch.empty((n_fblocks, n_rows), device=x.device, dtype=torch.float32)
-        _launchable(_swiglu_bwd_kernel)[(blk.programs, n_fblocks)](
+        launch(_swiglu_bwd_kernel, (blk.programs, n_fblocks),
             dy, route.tok, w_down, g, u, w_sorted, dg, du, dw_part, blk.expert, blk.start, blk.length,
             dy.stride(0), *w_down.stride(),
             d, f, n_rows,
@@ -501,7 +495,7 @@ def _backward(
             dx_rows = torch.empty((n_rows, d), device=x.device, dtype=x.dtype)
             bn, bk, warps, stages = tiles.dual
             s_e, s_d, s_f = w_gate.stride()  # W[e]ᵀ as [E, F, D]: k runs over F, n over D
-            _launchable(_rows_matmul_kernel)[(blk.programs, triton.cdiv(d, bn))](
+            launch(_rows_matmul_kernel, (blk.programs, triton.cdiv(d, bn)),
                 dg, w_gate, du, w_up, dx_rows, blk.expert, blk.start, blk.length,
                 s_e, s_f, s_d, f, d,
                 DUAL=True, BLOCK_M=tiles.block_m, BLOCK_N=bn, BLOCK_K=bk, DOT_PRECISION=tiles.precision,
@@ -512,7 +506,7 @@ def _backward(
             b_d, b_f, b_r, warps, stages = tiles.dw
             dwg = torch.empty_like(w_gate)
             dwu = torch.empty_like(w_up)
-            _launchable(_dw_gate_up_kernel)[(n_exp, triton.cdiv(d, b_d) * triton.cdiv(f, b_f))](
+            launch(_dw_gate_up_kernel, (n_exp, triton.cdiv(d, b_d) * triton.cdiv(f, b_f)),
                 x, route.tok, dg, du, route.offsets, dwg, dwu,
                 x.stride(0), x.stride(1), d, f,
                 BLOCK_D=b_d, BLOCK_F=b_f, BLOCK_R=b_r, DOT_PRECISION=tiles.precision,
@@ -521,7 +515,7 @@ def _backward(
     if need_d:
         b_f, b_d, b_r, warps, stages = tiles.dw
         dwd = torch.empty_like(w_down)
-        _launchable(_dw_down_kernel)[(n_exp, triton.cdiv(f, b_f) * triton.cdiv(d, b_d))](
+        launch(_dw_down_kernel, (n_exp, triton.cdiv(f, b_f) * triton.cdiv(d, b_d)),
             g, u, w_sorted, dy, route.tok, route.offsets, dwd,
             dy.stride(0), d, f,
             BLOCK_F=b_f, BLOCK_D=b_d, BLOCK_R=b_r, DOT_PRECISION=tiles.precision,
@@ -585,14 +579,9 @@ def moe_swiglu_triton(
     x [T, D] and the expert weights must share one of fp32/fp16/bf16; weights [T, k] may be any float dtype.
     Non-contiguous expert weights and routing tensors are made contiguous (a copy); x is read through its strides.
     """
-    from core.ops.moe.reference import check_moe_args
-
     check_moe_args(x, indices, weights, w_gate, w_up, w_down)
-    if not x.dtype == w_gate.dtype == w_up.dtype == w_down.dtype or x.dtype not in (
-        torch.float32,
-        torch.float16,
-        torch.bfloat16,
-    ):
+    kernel_dtypes = (torch.float32, torch.float16, torch.bfloat16)
+    if not x.dtype == w_gate.dtype == w_up.dtype == w_down.dtype or x.dtype not in kernel_dtypes:
         raise ValueError(
             f"x and expert weights must share one of fp32/fp16/bf16, got {x.dtype}, {w_gate.dtype}, "
             f"{w_up.dtype}, {w_down.dtype}"
@@ -601,8 +590,7 @@ def moe_swiglu_triton(
     indices, weights = indices.contiguous(), weights.contiguous()
     if x.shape[0] == 0 or indices.shape[1] == 0:
         return x.new_zeros(x.shape)  # as the reference: nothing routed, no graph
-    grads = torch.is_grad_enabled() and any(t.requires_grad for t in (x, weights, w_gate, w_up, w_down))
-    if grads:
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, weights, w_gate, w_up, w_down)):
         return MoESwiGLUFunction.apply(x, indices, weights, w_gate, w_up, w_down)
     route = _route(indices, w_gate.shape[0], _tiles(x.dtype).block_m)
     return _forward(x, route, weights, w_gate, w_up, w_down, save=False)[0]

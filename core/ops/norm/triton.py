@@ -11,7 +11,9 @@ Layout (after Liger-Kernel's `layer_norm.py`/`rms_norm.py` and the Triton tutori
 - backward: P programs, each walking a contiguous block of rows. dx is per row; dW/dB are
   accumulated in fp32 registers across the block and written as one [N] partial per program, then
   summed on the host. That keeps the reduction deterministic (no atomics) and P × N small.
-Loads are cast to fp32 and stores back to the tensor's dtype, so fp16/bf16 accumulate in fp32.
+Loads are cast to fp32 and stores back to the tensor's dtype, so fp16/bf16 accumulate in fp32. Every
+launch goes through `core.ops.triton_utils.launch` (the convention all ops share; an empty input launches
+nothing).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from core.ops.triton_utils import launch, unit_stride_last
 
 # One row must fit a block; past this a row-split kernel would be needed (no Seer model is near it).
 MAX_FUSED_N = 65536
@@ -198,14 +202,13 @@ def _row_blocks(m: int, device: torch.device) -> tuple[int, int]:
     Under the interpreter 4 blocks still exercise the per-block partials and the uneven last block.
     """
     target = 4 * torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
-    rows_per_program = triton.cdiv(m, max(1, min(target, m)))
+    rows_per_program = max(1, triton.cdiv(m, max(1, min(target, m))))  # m = 0: no programs, not a 0 division
     return triton.cdiv(m, rows_per_program), rows_per_program
 
 
 def _as_rows(t: torch.Tensor) -> torch.Tensor:
     """[..., N] -> [M, N] with unit stride along N (a copy only when the input needs one)."""
-    t2 = t.reshape(-1, t.shape[-1])
-    return t2 if t2.stride(-1) == 1 else t2.contiguous()
+    return unit_stride_last(t.reshape(-1, t.shape[-1]))
 
 
 def _check(x: torch.Tensor, *params: torch.Tensor | None) -> None:
@@ -237,13 +240,12 @@ class LayerNormFunction(torch.autograd.Function):
         y = torch.empty((m, n), dtype=x.dtype, device=x.device)
         mean = torch.empty(m, dtype=torch.float32, device=x.device)
         rstd = torch.empty(m, dtype=torch.float32, device=x.device)
-        if m > 0:
-            # A missing weight/bias is passed as a placeholder pointer (x2); HAS_* keeps it unread.
-            _layer_norm_fwd_kernel[(m,)](
-                x2, y, x2 if weight is None else weight, x2 if bias is None else bias, mean, rstd,
-                x2.stride(0), y.stride(0), n, eps,
-                HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, BLOCK_N=block, num_warps=num_warps,
-            )  # fmt: skip
+        # A missing weight/bias is passed as a placeholder pointer (x2); HAS_* keeps it unread.
+        launch(_layer_norm_fwd_kernel, (m,),
+            x2, y, x2 if weight is None else weight, x2 if bias is None else bias, mean, rstd,
+            x2.stride(0), y.stride(0), n, eps,
+            HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, BLOCK_N=block, num_warps=num_warps,
+        )  # fmt: skip
         ctx.save_for_backward(x2, weight, bias, mean, rstd)
         return y.view(x.shape)
 
@@ -256,12 +258,11 @@ class LayerNormFunction(torch.autograd.Function):
         programs, rows_per_program = _row_blocks(m, x2.device)
         dx = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
         dw, db = _partials(programs, n, weight, x2), _partials(programs, n, bias, x2)  # [P, N] fp32 each
-        if m > 0:
-            _layer_norm_bwd_kernel[(programs,)](
-                x2, dy2, dx, x2 if weight is None else weight, mean, rstd, dw, db,
-                x2.stride(0), dy2.stride(0), dx.stride(0), m, n, rows_per_program,
-                HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, BLOCK_N=block, num_warps=num_warps,
-            )  # fmt: skip
+        launch(_layer_norm_bwd_kernel, (programs,),
+            x2, dy2, dx, x2 if weight is None else weight, mean, rstd, dw, db,
+            x2.stride(0), dy2.stride(0), dx.stride(0), m, n, rows_per_program,
+            HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, BLOCK_N=block, num_warps=num_warps,
+        )  # fmt: skip
         needs = ctx.needs_input_grad
         return dx.view(dy.shape), _sum_partials(dw, weight, needs[1]), _sum_partials(db, bias, needs[2]), None
 
@@ -277,11 +278,10 @@ class RMSNormFunction(torch.autograd.Function):
         block, num_warps = _block_settings(n)
         y = torch.empty((m, n), dtype=x.dtype, device=x.device)
         rstd = torch.empty(m, dtype=torch.float32, device=x.device)
-        if m > 0:
-            _rms_norm_fwd_kernel[(m,)](
-                x2, y, x2 if weight is None else weight, rstd, x2.stride(0), y.stride(0), n, eps,
-                HAS_WEIGHT=weight is not None, BLOCK_N=block, num_warps=num_warps,
-            )  # fmt: skip
+        launch(_rms_norm_fwd_kernel, (m,),
+            x2, y, x2 if weight is None else weight, rstd, x2.stride(0), y.stride(0), n, eps,
+            HAS_WEIGHT=weight is not None, BLOCK_N=block, num_warps=num_warps,
+        )  # fmt: skip
         ctx.save_for_backward(x2, weight, rstd)
         return y.view(x.shape)
 
@@ -294,12 +294,11 @@ class RMSNormFunction(torch.autograd.Function):
         programs, rows_per_program = _row_blocks(m, x2.device)
         dx = torch.empty((m, n), dtype=x2.dtype, device=x2.device)
         dw = _partials(programs, n, weight, x2)  # [P, N] fp32
-        if m > 0:
-            _rms_norm_bwd_kernel[(programs,)](
-                x2, dy2, dx, x2 if weight is None else weight, rstd, dw,
-                x2.stride(0), dy2.stride(0), dx.stride(0), m, n, rows_per_program,
-                HAS_WEIGHT=weight is not None, BLOCK_N=block, num_warps=num_warps,
-            )  # fmt: skip
+        launch(_rms_norm_bwd_kernel, (programs,),
+            x2, dy2, dx, x2 if weight is None else weight, rstd, dw,
+            x2.stride(0), dy2.stride(0), dx.stride(0), m, n, rows_per_program,
+            HAS_WEIGHT=weight is not None, BLOCK_N=block, num_warps=num_warps,
+        )  # fmt: skip
         return dx.view(dy.shape), _sum_partials(dw, weight, ctx.needs_input_grad[1]), None
 
 

@@ -5,6 +5,10 @@ Public op: `probsparse_attention(q, k, v, factor=, causal=, index=, generator=, 
 attention of the selected queries written straight into the lazy context, forward and backward)
 register with the dispatcher when the triton package is installed and run on CUDA (or under
 `TRITON_INTERPRET=1` when `impl="triton"` is explicit). Top-u selection is `torch.topk` in both paths.
+
+Calls the kernels do not cover (head dims past 128, dtypes other than fp32/fp16/bf16) are named by
+`_unsupported` and passed to the dispatcher (`resolve_impl(..., unsupported=)`), whose rule applies: `auto`
+uses the reference with one log line per reason, an explicit `triton` raises `KernelUnavailableError`.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import importlib.util
 
 import torch
 
-from core.ops.dispatch import KernelUnavailableError, register_triton, requested_impl, resolve_impl
+from core.ops.dispatch import register_triton, resolve_impl
 from core.ops.probsparse.reference import (
     _check,
     lazy_context,
@@ -32,13 +36,13 @@ if importlib.util.find_spec("triton") is not None:
 _MAX_HEAD_DIM = 128  # the Triton kernels' tiles stop here (mirrors core/ops/probsparse/triton.py)
 
 
-def _choose(q: torch.Tensor, v: torch.Tensor, impl: str | None) -> str:
-    """The dispatcher's choice, except that head dims past the kernels' tiles stay on the reference."""
-    if requested_impl(impl) != "reference" and max(q.shape[-1], v.shape[-1]) > _MAX_HEAD_DIM:
-        if requested_impl(impl) == "triton":
-            raise KernelUnavailableError(f"impl='triton' for 'probsparse': head dim > {_MAX_HEAD_DIM}")
-        return resolve_impl("probsparse", q.device, "reference")
-    return resolve_impl("probsparse", q.device, impl)
+def _unsupported(q: torch.Tensor, v: torch.Tensor) -> str | None:
+    """Why the Triton kernels cannot take this call, or None when they can."""
+    if max(q.shape[-1], v.shape[-1]) > _MAX_HEAD_DIM:
+        return f"head dim {max(q.shape[-1], v.shape[-1])} > {_MAX_HEAD_DIM}: the Triton kernels' tiles stop at 128"
+    if q.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return f"dtype {q.dtype}: the Triton kernels take fp32, fp16 and bf16"
+    return None
 
 
 def probsparse_attention(
@@ -54,7 +58,7 @@ def probsparse_attention(
     impl: str | None = None,
 ) -> torch.Tensor:
     """ProbSparse attention over `[B, H, L, D]` inputs -> `[B, H, Lq, Dv]`; see the reference module."""
-    if _choose(q, v, impl) == "triton":
+    if resolve_impl("probsparse", q.device, impl, unsupported=_unsupported(q, v)) == "triton":
         from core.ops.probsparse.triton import probsparse_attention_triton
 
         _check(q, k, v, causal)

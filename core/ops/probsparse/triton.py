@@ -26,9 +26,9 @@ Kernels:
 The lazy context and the scatter of out_top into it are PyTorch (out-of-place `scatter`), so autograd
 gives the mean/cumsum gradient to V and routes each selected row's gradient to out_top.
 
-Layers, as in `core/ops/attention/triton.py` (whose launch helpers this module reuses, see its docstring
-on interpreter mode): kernels · launchers registered as `torch.ops.seer.probsparse_*` through
-`torch.library.triton_op` · `SparseAttentionFunction` (autograd) · `probsparse_attention_triton`.
+Layers, as in `core/ops/attention/triton.py`: kernels · launchers registered as `torch.ops.seer.probsparse_*`
+through `torch.library.triton_op`, launching through `core.ops.triton_utils.launch` (the convention all ops
+share, interpreter mode included) · `SparseAttentionFunction` (autograd) · `probsparse_attention_triton`.
 
 Decisions:
 - `top` is sorted before kernel B: the scatter does not care about order, and under the causal mask a
@@ -37,6 +37,8 @@ Decisions:
   block skipping there, it would save little.
 - Block sizes are fixed (not autotuned, see `_fwd_blocks`): the largest spill-free tiles when compiled
   ahead of time for sm_90; checked for compilation and registers, not yet timed on a GPU.
+- The backward kernels are copies of the flash-attention backward's inner loops, not calls into them (see
+  the comments at `_sparse_attn_bwd_dq_kernel` and `_sparse_attn_bwd_dkdv_kernel` for what differs).
 - `index` is range-checked on the host (one small reduction, a device sync on CUDA) outside
   torch.compile: an out-of-range position would read past K inside the kernel, where the reference
   raises an IndexError.
@@ -51,13 +53,13 @@ import torch
 import triton
 import triton.language as tl
 
-from core.ops.attention.triton import LOG2E, _dot_precision, _interpreting, _launch, _pad_dim
 from core.ops.probsparse.reference import _check, lazy_context, n_sampled, select_queries
+from core.ops.triton_utils import LN2, LOG2E, dot_precision, interpreting, launch, pad_dim
 
 # Tiles are sized for head dims up to 128, as the flash-attention kernels are.
 MAX_HEAD_DIM = 128
 _LOG2E = tl.constexpr(LOG2E)
-_LN2 = tl.constexpr(math.log(2.0))
+_LN2 = tl.constexpr(LN2)
 
 
 @triton.jit
@@ -166,6 +168,16 @@ def _sparse_attn_fwd_kernel(
     tl.store(Lse + row_base + offs_r, lse, mask=row_ok)
 
 
+# Copied from core/ops/attention/triton.py: the Delta step is `_attention_bwd_preprocess_kernel`'s, and the key
+# loop below is `_attention_bwd_dq_kernel`'s (P = exp2(S − lse·log2 e) recomputed from lse, dS = P ∘ (dP − Delta),
+# dQ += dS K), minus bias and key padding. What differs is the addressing: q rows are gathered through Top,
+# the causal limit is per row (key <= position) rather than bottom-right aligned, and dQ rows are scattered
+# to their positions. It is a copy, not a call: (1) a shared loop would be a @triton.jit helper taking gathered
+# or ranged rows, bias, key padding and both causal rules as constexpr branches, all inside the flash-attention
+# hot loop whose tiles were sized for registers without them; (2) `launchable` (core/ops/triton_utils.py)
+# re-wraps only the launched kernel for the interpreter, not @triton.jit helpers it calls, so such a helper
+# (in triton_utils, since no op imports a sibling) would keep the mode of its first import. A fix to the
+# softmax-gradient math belongs in both files.
 @triton.jit
 def _sparse_attn_bwd_dq_kernel(
     Q, K, V, Top, Out, DO, Lse, Delta, DQ,
@@ -234,6 +246,10 @@ def _sparse_attn_bwd_dq_kernel(
     tl.store(dq_ptrs, dq.to(DQ.dtype.element_ty), mask=q_mask)
 
 
+# Copied from `_attention_bwd_dkdv_kernel` in core/ops/attention/triton.py (transposed Pᵀ/dSᵀ orientation,
+# dV += Pᵀ dO, dK += dSᵀ Q), minus bias, key padding and dBias; the query loop runs over the u selected rows
+# gathered through Top instead of a query range, with the per-row causal limit. A copy for the reasons given
+# at `_sparse_attn_bwd_dq_kernel`.
 @triton.jit
 def _sparse_attn_bwd_dkdv_kernel(
     Q, K, V, Top, DO, Lse, Delta, DK, DV,
@@ -307,7 +323,7 @@ def _sparsity_blocks(d_pad: int) -> tuple[int, int]:
     GPU: 64 rows at D <= 64, 32 at D = 128 (64 spills ~650 B/thread there: gathered rows hold 64-bit
     pointers), 4 warps; spill-free in the sm_90 check described at `_fwd_blocks`.
     """
-    if _interpreting():
+    if interpreting():
         return 32, 1
     return (64 if d_pad <= 64 else 32), 4
 
@@ -320,7 +336,7 @@ def _fwd_blocks(d_pad: int, dtype: torch.dtype) -> tuple[int, int, int, int]:
     Picked by compiling every kernel for sm_90 ahead of time with triton 3.9 (no GPU was lent to time
     them) and keeping the largest tiles with no register spills (cuobjdump stack = 0) at D = 64 and 128.
     """
-    if _interpreting():
+    if interpreting():
         return 16, 16, 1, 1
     if dtype == torch.float32:  # 3×TF32 dots hold more registers
         return (32, 32, 4, 2) if d_pad <= 64 else (16, 32, 4, 2)
@@ -331,7 +347,7 @@ def _bwd_blocks(d_pad: int, dtype: torch.dtype) -> tuple[int, int, int, int]:
     """Backward tiles, shared by the dQ and dK/dV kernels; chosen as in `_fwd_blocks`. Spill-free except
     fp32 at D = 128, which keeps ~50-110 B/thread of spills at the smallest 16×16 tiles (accepted: fp32
     is not the GPU training dtype)."""
-    if _interpreting():
+    if interpreting():
         return 16, 16, 1, 1
     if dtype == torch.float32:
         return 16, 16, 4, 2
@@ -344,16 +360,15 @@ def _probsparse_sparsity(q: torch.Tensor, k: torch.Tensor, index: torch.Tensor) 
     bsz, heads, lq, d = q.shape
     lk, s = k.shape[2], index.shape[1]
     m = torch.empty((bsz, heads, lq), device=q.device, dtype=torch.float32)
-    block_d = _pad_dim(d)
+    block_d = pad_dim(d)
     block_m, warps = _sparsity_blocks(block_d)
     grid = (triton.cdiv(lq, block_m), bsz * heads)
-    if bsz * heads > 0:
-        _launch(_sparsity_kernel)[grid](
-            q, k, index, m,
-            *q.stride(), *k.stride(), *index.stride(),
-            heads, lq, lk, d, s,
-            BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps,
-        )  # fmt: skip
+    launch(_sparsity_kernel, grid,
+        q, k, index, m,
+        *q.stride(), *k.stride(), *index.stride(),
+        heads, lq, lk, d, s,
+        BLOCK_M=block_m, BLOCK_D=block_d, num_warps=warps, traceable=True,
+    )  # fmt: skip
     return m
 
 
@@ -367,18 +382,17 @@ def _probsparse_attention_fwd(
     u = top.shape[2]
     out = torch.empty((bsz, heads, u, dv), device=q.device, dtype=v.dtype)
     lse = torch.empty((bsz, heads, u), device=q.device, dtype=torch.float32)
-    block_d, block_dv = _pad_dim(d), _pad_dim(dv)
+    block_d, block_dv = pad_dim(d), pad_dim(dv)
     block_m, block_n, warps, stages = _fwd_blocks(max(block_d, block_dv), q.dtype)
     grid = (triton.cdiv(u, block_m), bsz * heads)
-    if bsz * heads > 0:
-        _launch(_sparse_attn_fwd_kernel)[grid](
-            q, k, v, top, out, lse,
-            *q.stride(), *k.stride(), *v.stride(),
-            heads, u, lk, d, dv,
-            scale * LOG2E,
-            CAUSAL=causal, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, BLOCK_DV=block_dv,
-            DOT_PRECISION=_dot_precision(q.dtype), num_warps=warps, num_stages=stages,
-        )  # fmt: skip
+    launch(_sparse_attn_fwd_kernel, grid,
+        q, k, v, top, out, lse,
+        *q.stride(), *k.stride(), *v.stride(),
+        heads, u, lk, d, dv,
+        scale * LOG2E,
+        CAUSAL=causal, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, BLOCK_DV=block_dv,
+        DOT_PRECISION=dot_precision(q.dtype), num_warps=warps, num_stages=stages, traceable=True,
+    )  # fmt: skip
     return out, lse
 
 
@@ -402,24 +416,22 @@ def _probsparse_attention_bwd(
     dq = torch.zeros((bsz, heads, lq, d), device=q.device, dtype=q.dtype)  # unselected rows get no gradient
     dk = torch.empty((bsz, heads, lk, d), device=q.device, dtype=k.dtype)
     dv = torch.empty((bsz, heads, lk, dv_dim), device=q.device, dtype=v.dtype)
-    if bsz * heads == 0:
-        return dq, dk, dv
-    block_d, block_dv = _pad_dim(d), _pad_dim(dv_dim)
+    block_d, block_dv = pad_dim(d), pad_dim(dv_dim)
     block_m, block_n, warps, stages = _bwd_blocks(max(block_d, block_dv), q.dtype)
     tiles = dict(BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d, BLOCK_DV=block_dv)
-    opts = dict(DOT_PRECISION=_dot_precision(q.dtype), num_warps=warps, num_stages=stages)
+    opts = dict(DOT_PRECISION=dot_precision(q.dtype), num_warps=warps, num_stages=stages)
     # dQ first: it also writes Delta, which the dK/dV kernel reads.
-    _launch(_sparse_attn_bwd_dq_kernel)[(triton.cdiv(u, block_m), bsz * heads)](
+    launch(_sparse_attn_bwd_dq_kernel, (triton.cdiv(u, block_m), bsz * heads),
         q, k, v, top, out, do, lse, delta, dq,
         *q.stride(), *k.stride(), *v.stride(), *do.stride(),
         heads, u, lq, lk, d, dv_dim, scale * LOG2E, scale,
-        CAUSAL=causal, **tiles, **opts,
+        CAUSAL=causal, **tiles, **opts, traceable=True,
     )  # fmt: skip
-    _launch(_sparse_attn_bwd_dkdv_kernel)[(triton.cdiv(lk, block_n), bsz * heads)](
+    launch(_sparse_attn_bwd_dkdv_kernel, (triton.cdiv(lk, block_n), bsz * heads),
         q, k, v, top, do, lse, delta, dk, dv,
         *q.stride(), *k.stride(), *v.stride(), *do.stride(),
         heads, u, lk, d, dv_dim, scale * LOG2E, scale,
-        CAUSAL=causal, **tiles, **opts,
+        CAUSAL=causal, **tiles, **opts, traceable=True,
     )  # fmt: skip
     return dq, dk, dv
 

@@ -8,7 +8,9 @@ One program per (b, l) token and block of BLOCK_H heads: θ = pos · inv_freq an
 computed once in registers and shared by every head of the token, so no [L, R/2] cos/sin table is
 read from memory (Liger-Kernel's `rope.py` reads one). The pass-through dims R..D are copied by the
 same program, so the output is written once. The backward is the same rotation by −θ (a rotation's
-transpose is its inverse), applied to dY.
+transpose is its inverse), applied to dY. Launches go through `core.ops.triton_utils.launch` (the
+convention all ops share); `_rope_rotate_tile` is a @triton.jit helper, so this module is imported lazily
+(by `core.ops.rope` on the first kernel call) and gets the interpreter mode in force then.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import triton
 import triton.language as tl
 
 from core.ops.rope.reference import check_rope_inputs, rope_inv_freq, rope_rotary_dims
+from core.ops.triton_utils import launch, unit_stride_last
 
 
 @triton.jit
@@ -128,14 +131,14 @@ def _rope_bwd_kernel(
     )  # fmt: skip
 
 
-def _launch(kernel, src: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
+def _rotate(kernel, src: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
     """Run one rotation kernel over src [B, H, L, D]; returns a contiguous [B, H, L, D] result."""
     # Any head/token strides are fine (q/k are usually [B, L, H, D] transposed views); only D must be unit-stride.
-    src = src if src.stride(-1) == 1 else src.contiguous()
+    src = unit_stride_last(src)
     b, h, l, d = src.shape
     half = inv_freq.numel()
     out = torch.empty((b, h, l, d), dtype=src.dtype, device=src.device)
-    if out.numel() == 0:
+    if out.numel() == 0:  # before the tile sizes below, which divide by the head count
         return out
     stride_pb, stride_pl = (0, positions.stride(0)) if positions.dim() == 1 else positions.stride()
     block_half = triton.next_power_of_2(half)
@@ -145,7 +148,7 @@ def _launch(kernel, src: torch.Tensor, positions: torch.Tensor, inv_freq: torch.
     block_h = min(triton.next_power_of_2(h), 16)
     grid = (b * l, triton.cdiv(h, block_h))
     # Positions [L] are shared by the batch: a zero batch stride reads the same row for every b.
-    kernel[grid](
+    launch(kernel, grid,
         src, out, positions, inv_freq,
         src.stride(0), src.stride(1), src.stride(2), out.stride(0), out.stride(1), out.stride(2),
         stride_pb, stride_pl, h, l, d, half,
@@ -160,12 +163,12 @@ class RopeFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, positions, inv_freq):
         ctx.save_for_backward(positions, inv_freq)
-        return _launch(_rope_fwd_kernel, x, positions, inv_freq)
+        return _rotate(_rope_fwd_kernel, x, positions, inv_freq)
 
     @staticmethod
     def backward(ctx, dy):
         positions, inv_freq = ctx.saved_tensors
-        return _launch(_rope_bwd_kernel, dy, positions, inv_freq), None, None
+        return _rotate(_rope_bwd_kernel, dy, positions, inv_freq), None, None
 
 
 def rope_triton(

@@ -8,29 +8,22 @@ bf16/fp16 parity on CUDA and skip elsewhere. Errors are relative RMS, ||a - b|| 
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
-from triton_tier import CUDA, DEVICE, interpret, rel_rms, triton  # noqa: F401  (interpreter set-up first)
+from triton_tier import CUDA, DEVICE, compile_for_cuda_in_a_fresh_process, rel_rms  # first: interpreter set-up
 
-from core.nn.moe import MoEFeedForward
-from core.ops.dispatch import KernelUnavailableError, used_impls
-from core.ops.moe import moe_swiglu, route_topk
-from core.ops.moe.reference import moe_swiglu_reference
-from core.ops.moe.triton import moe_swiglu_triton
+pytest.importorskip("triton")  # the kernel modules imported below need it
+
+from core.nn.moe import MoEFeedForward  # noqa: E402
+from core.ops.dispatch import KernelUnavailableError, used_impls  # noqa: E402
+from core.ops.moe import moe_swiglu, route_topk  # noqa: E402
+from core.ops.moe.reference import moe_swiglu_reference  # noqa: E402
+from core.ops.moe.triton import moe_swiglu_triton  # noqa: E402
 
 FP32_TOL = 1e-5  # measured <= 3.1e-7 on these shapes (interpreter); the rest is headroom for GPU order/TF32x3
-ROOT = Path(__file__).resolve().parents[2]
 GRAD_NAMES = ("dx", "dweights", "dw_gate", "dw_up", "dw_down")
-
-
-# Every test in this file runs its kernels in the interpreter on CPU (compiled on CUDA).
-pytestmark = pytest.mark.usefixtures("interpret")
 
 
 def make(t, e, k, d, f, dtype=torch.float32, empty=(), seed=0):
@@ -275,15 +268,7 @@ _COMPILE_SCRIPT = textwrap.dedent(
 
 
 def test_kernels_compile_for_cuda_without_a_gpu():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_DEFAULT_FP_FUSION"] = "1"  # triton 3.9 warns when unset; 1 is its current default
-    proc = subprocess.run(
-        [sys.executable, "-c", _COMPILE_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
-    )
-    if proc.returncode != 0 and "SKIP:" in proc.stderr:
-        pytest.skip(proc.stderr.strip().splitlines()[-1])
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert "compiled" in proc.stdout
+    compile_for_cuda_in_a_fresh_process(_COMPILE_SCRIPT, timeout=600)
 
 
 # 16-bit inputs: G, U, H, O, dG, dU are stored in the input dtype (one rounding each, 2^-8 relative for

@@ -1,76 +1,25 @@
-"""LayerNorm, RMSNorm and RoPE: the references (the spec) always; the Triton kernels under the interpreter.
+"""LayerNorm, RMSNorm and RoPE ops: the references (the spec) always; the Triton kernels under the interpreter.
 
-Tiers (STYLE rule 6): plain tests check the references against hand-computed values and torch;
-`interpret` tests run the Triton kernels through `TRITON_INTERPRET=1` in fp32 on odd shapes, forward and
-backward, with relative-RMS tolerances; `gpu` tests check bf16 parity on a CUDA device.
+Tiers (STYLE rule 6, set up in `triton_tier.py`): plain tests check the references against hand-computed
+values and torch; `interpret` tests run the Triton kernels through `TRITON_INTERPRET=1` in fp32 on odd
+shapes, forward and backward, with relative-RMS tolerances (on a GPU they run compiled); `gpu` tests check
+bf16 parity on a CUDA device. The nn.Modules over these ops are tested in tests/core/nn/test_norm_rope_modules.py.
 """
 
 import math
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from triton_tier import CUDA, DEVICE, compile_for_cuda_in_a_fresh_process, rel_rms  # first: interpreter set-up
 
-CUDA = torch.cuda.is_available()
-DEVICE = "cuda" if CUDA else "cpu"  # `interpret` tests run compiled on a GPU when there is one
+from core.ops.dispatch import KernelUnavailableError, used_impls
+from core.ops.norm import layer_norm, layer_norm_reference, rms_norm, rms_norm_reference
+from core.ops.rope import apply_rope, rope_reference
 
-# Triton decides interpreted-vs-compiled when `@triton.jit` runs (triton 3.9 reads `knobs.runtime.interpret`,
-# i.e. TRITON_INTERPRET, inside `jit()`), and triton.language's own helpers (tl.sum, tl.zeros, ...) are
-# decorated at the first `import triton`. So the interpreter is switched on around that first import and
-# the variable is put back right after: the rest of the suite must not see it (e.g. "explicit triton on
-# CPU raises"); the `_interpret` fixture sets it again for each `interpret` test. Our kernel modules are
-# imported lazily by the ops, inside those tests, so they are decorated as interpreted too.
-if not CUDA and "triton" not in sys.modules:
-    _saved = os.environ.get("TRITON_INTERPRET")
-    os.environ["TRITON_INTERPRET"] = "1"
-    try:
-        import triton.language  # noqa: F401
-    except ImportError:
-        pass
-    finally:
-        if _saved is None:
-            del os.environ["TRITON_INTERPRET"]
-        else:
-            os.environ["TRITON_INTERPRET"] = _saved
-
-from core.nn import LayerNorm, RMSNorm, RotaryEmbedding, TransformerEncoderLayer  # noqa: E402
-from core.ops.dispatch import KernelUnavailableError, used_impls  # noqa: E402
-from core.ops.norm import layer_norm, layer_norm_reference, rms_norm, rms_norm_reference  # noqa: E402
-from core.ops.rope import apply_rope, rope_reference  # noqa: E402
-
-
-def _interpreter_ready() -> bool:
-    try:
-        import triton.language as tl
-        from triton.runtime.interpreter import InterpretedFunction
-    except ImportError:
-        return False
-    return isinstance(tl.zeros, InterpretedFunction)
-
-
-@pytest.fixture(autouse=True)
-def _interpret(request, monkeypatch):
-    if CUDA or request.node.get_closest_marker("interpret") is None:
-        return
-    if not _interpreter_ready():
-        pytest.skip("triton missing, or imported before TRITON_INTERPRET=1 could be set; run with TRITON_INTERPRET=1")
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-
-
-ROOT = Path(__file__).resolve().parents[1]
 ROWS, HIDDEN = (1, 7, 33), (24, 80, 257)
-
-
-def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
-    """‖a − b‖ / ‖b‖ in float64."""
-    a, b = a.detach().double(), b.detach().double()
-    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
 def _grads(out: torch.Tensor, inputs: list[torch.Tensor], dy: torch.Tensor) -> list[torch.Tensor]:
@@ -174,51 +123,6 @@ def test_rope_rejects_bad_inputs():
         rope_reference(x, torch.arange(3).float())
     with pytest.raises(ValueError, match=r"\[B, H, L, D\]"):
         rope_reference(torch.randn(3, 10), torch.arange(3))
-
-
-# Modules.
-
-
-def test_layer_norm_module_is_interchangeable_with_nn_layer_norm():
-    torch.manual_seed(5)
-    ours, theirs = LayerNorm(24), nn.LayerNorm(24)
-    assert set(ours.state_dict()) == set(theirs.state_dict()) == {"weight", "bias"}
-    assert torch.equal(ours.weight, torch.ones(24)) and torch.equal(ours.bias, torch.zeros(24))
-    nn.init.normal_(theirs.weight)
-    nn.init.normal_(theirs.bias)
-    ours.load_state_dict(theirs.state_dict())
-    x = torch.randn(2, 5, 24)
-    torch.testing.assert_close(ours(x), theirs(x))
-    assert LayerNorm(24, bias=False).bias is None
-    assert not list(LayerNorm(24, elementwise_affine=False).parameters())
-
-
-def test_rms_norm_module():
-    torch.manual_seed(6)
-    norm = RMSNorm(16, eps=1e-6)
-    assert set(norm.state_dict()) == {"weight"}
-    nn.init.normal_(norm.weight)
-    x = torch.randn(3, 16)
-    torch.testing.assert_close(norm(x), rms_norm_reference(x, norm.weight, 1e-6))
-
-
-def test_encoder_keeps_layer_norm_state_dict_keys():
-    layer = TransformerEncoderLayer(d_model=16, n_heads=2, d_ff=32)
-    keys = set(layer.state_dict())
-    assert {"norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"} <= keys
-    assert isinstance(layer.norm1, LayerNorm)
-
-
-def test_rotary_embedding_module():
-    torch.manual_seed(7)
-    rope = RotaryEmbedding(16)  # fraction 0.5: 8 rotated dims
-    assert rope.rotary_dims == 8
-    q, k = torch.randn(2, 2, 5, 16), torch.randn(2, 2, 5, 16)
-    qr, kr = rope(q, k)
-    torch.testing.assert_close(qr, rope_reference(q, torch.arange(5), fraction=0.5))
-    torch.testing.assert_close(kr, rope_reference(k, torch.arange(5), fraction=0.5))
-    with pytest.raises(ValueError, match="odd"):
-        RotaryEmbedding(10)
 
 
 # Triton kernels under the interpreter (fp32).
@@ -406,16 +310,7 @@ _COMPILE_SCRIPT = textwrap.dedent(
 
 
 def test_kernels_compile_for_cuda_without_a_gpu():
-    pytest.importorskip("triton")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_DEFAULT_FP_FUSION"] = "1"  # triton 3.9 warns when unset; 1 is its current default
-    proc = subprocess.run(
-        [sys.executable, "-c", _COMPILE_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-    if proc.returncode != 0 and "SKIP:" in proc.stderr:
-        pytest.skip(proc.stderr.strip().splitlines()[-1])
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "compiled" in proc.stdout
+    compile_for_cuda_in_a_fresh_process(_COMPILE_SCRIPT, timeout=300)
 
 
 # bf16 on a GPU (skipped with a reason on CPU by conftest).
