@@ -106,7 +106,8 @@ def merge_row(row: dict[str, Any]) -> tuple[Path, list[dict[str, Any]]]:
 
 
 def recipe_for(model: str, dataset: str, horizon: int, protocol: str):
-    from training.recipes import informer_ett, itransformer_ett
+    from training.recipes.informer import informer_ett
+    from training.recipes.itransformer import itransformer_ett
 
     if model == "itransformer":
         if protocol != "today":

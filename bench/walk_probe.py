@@ -55,7 +55,7 @@ def walks(family: str, n: int, length: int, seed: int) -> np.ndarray:
 
 
 def probe(model: Any, family: str, n: int, num_samples: int, seed: int) -> dict[str, float]:
-    from training.metrics import mase, relative_geomean, seasonal_naive
+    from training.tasks.forecast.metrics import mase, relative_geomean, seasonal_naive
 
     lookback, horizon = model.config.lookback, model.config.horizon
     y = walks(family, n, lookback + horizon, seed)

@@ -13,8 +13,8 @@ univariate series (N = 1), forecast in batches.
 
 Metrics per series: `--num-samples` sample paths (a torch.Generator seeded with `--seed`); point
 forecast = the median of the samples; MASE (seasonal period from the dataset spec: ETTh 24, ETTm 96,
-weather 144, exchange_rate 7) and CRPS (the fair sample estimator, `training.metrics`). Seasonal naive
-scores the same series (its CRPS is its MAE: a point mass). Reported:
+weather 144, exchange_rate 7) and CRPS (the fair sample estimator, `training.tasks.forecast.metrics`).
+Seasonal naive scores the same series (its CRPS is its MAE: a point mass). Reported:
   `mase`, `crps`: geometric mean over series of model / seasonal naive (< 1 beats seasonal naive;
       the Chronos / GIFT-Eval aggregate, DESIGN §8);
   `mase_raw`: mean over series of the model's MASE; `crps_raw`: mean over series of the model's CRPS
@@ -113,7 +113,7 @@ def score(
 ) -> dict[str, float]:
     """Scores of sample paths [S_samples, S, H] on series context [S, L] / target [S, H] against seasonal
     naive; `std` [S] standardises MSE/MAE (default 1)."""
-    from training.metrics import crps_from_samples, mase, mase_scale, relative_geomean, seasonal_naive
+    from training.tasks.forecast.metrics import crps_from_samples, mase, mase_scale, relative_geomean, seasonal_naive
 
     horizon = target.shape[-1]
     point = np.median(samples, axis=0)
@@ -151,7 +151,7 @@ def evaluate_dataset(
 ) -> Scores:
     """Score the model on the last `windows` test-split windows of every variate of `dataset`."""
     from data.series.corpus import heldout_series, train_rows
-    from training.pretrain import window_stats
+    from data.series.pretrain import window_stats
 
     stride = horizon if stride is None else stride
     hs = heldout_series(dataset, lookback, horizon, windows, stride=stride)
@@ -278,7 +278,7 @@ def zeroshot_recipe(router: str, quick: bool = False, seed: int | None = None):
     overrides = [f'model.router="{router}"'] + ([] if seed is None else [f"trainer.seed={int(seed)}"])
     recipe = apply_overrides(get_recipe(RECIPE), overrides)
     if router == "learned":
-        recipe = replace(recipe, warmup=None)
+        recipe = replace(recipe, before_fit=None)
     if quick:
         recipe = smoke(recipe)
     return replace(recipe, experiment="bench-zeroshot", trainer=replace(recipe.trainer, progress_bar=False))

@@ -27,7 +27,7 @@ def wait_http(url: str, proc: subprocess.Popen | None = None, log: Path | None =
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode} before {url} answered:\n{tail()}")
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before {url} answered:\n{tail()}")
         try:
             if httpx.get(url, timeout=5).status_code == 200:
                 return

@@ -1,6 +1,8 @@
 """The HTTP service: FastAPI app factory, settings from `SEER_*`, the model store.
 
-Imports `data` (bundles, transforms) and the model registries, never `training` or `seer`.
+The modules here are generic (typed on `inference.predictor.Predictor`); each task's schemas, route and
+batch function live in `service/tasks/<task>/`, listed in the one table `service.tasks.TASKS`.
+Imports `inference` (bundles, predictors) and `data`, never `training`, `seer` or a model family.
 """
 
 from service.app import create_app

@@ -4,8 +4,10 @@ Liveness (`/healthz`) is apart from readiness (`/readyz`): the process is alive 
 it is ready once every model in `SEER_MODELS` is loaded and warmed. A ref that cannot be loaded makes
 startup raise `RuntimeError` naming the ref (the process exits instead of serving half its models).
 A background task swaps in new versions of `NAME@ALIAS` refs as their aliases move (`service.reload`).
-Forecasts go through one micro-batcher per model (`service.batcher`); every request passes
-`RequestContextMiddleware` (request id, auth, metrics, access log) and then the body limit.
+The routes: ops and model info (`service.routes`), then one router per task from the task table
+(`service.tasks.TASKS`), then the operator's (`service.admin`). Predictions go through one micro-batcher
+per model (`service.batcher`); every request passes `RequestContextMiddleware` (request id, auth,
+metrics, access log) and then the body limit.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import contextlib
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -22,14 +26,14 @@ from starlette.concurrency import run_in_threadpool
 from service.admin import admin
 from service.batcher import BatcherPool, MicroBatcher
 from service.errors import BodyLimitMiddleware, install_error_handlers
-from service.forecast import ForecastJob, predict_batch
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
 from service.reload import Reloader
-from service.routes import api, router
-from service.schemas import ForecastResponse
+from service.routes import models_router, router
 from service.settings import Settings
 from service.store import ModelStore
+from service.task import Job, run_by_task
+from service.tasks import TASKS
 
 
 def create_app(
@@ -45,9 +49,10 @@ def create_app(
     """
     settings = settings if settings is not None else Settings()
     refs = settings.model_refs()
-    store = store if store is not None else ModelStore(tracking_uri=settings.tracking_uri, device=settings.device)
+    tasks = dict(TASKS)  # read when the app is made: a task registered by then is served
+    store = store if store is not None else ModelStore(settings.tracking_uri, settings.device, tasks=tasks)
     store.expect(refs)
-    batchers: BatcherPool[ForecastJob, ForecastResponse] = BatcherPool(lambda name: make_batcher(name))
+    batchers: BatcherPool[Job[Any], Any] = BatcherPool(lambda name: make_batcher(name))
     metrics = Metrics(store, batchers.depths)
     reloader = Reloader(
         store,
@@ -58,7 +63,7 @@ def create_app(
         on_refuse=lambda name: metrics.reload_failures.labels(name).inc(),
     )
 
-    def make_batcher(name: str) -> MicroBatcher[ForecastJob, ForecastResponse]:
+    def make_batcher(name: str) -> MicroBatcher[Job[Any], Any]:
         sizes, seconds = metrics.batch_size.labels(name), metrics.batch_latency.labels(name)
 
         def on_batch(n: int, took: float) -> None:
@@ -66,7 +71,7 @@ def create_app(
             seconds.observe(took)
 
         return MicroBatcher(
-            run_batch=predict_batch,
+            run_batch=partial(run_by_task, tasks),
             max_batch=settings.max_batch_size,
             max_wait_s=settings.max_wait_ms / 1000.0,
             max_queue=settings.max_queue,
@@ -99,7 +104,7 @@ def create_app(
 
     app = FastAPI(
         title="Seer",
-        description="Forecasts over HTTP from models registered in MLflow.",
+        description="Predictions over HTTP from models registered in MLflow; one endpoint per task.",
         version="0.1.0",
         lifespan=lifespan,
     )
@@ -108,9 +113,12 @@ def create_app(
     app.state.batchers = batchers
     app.state.metrics = metrics
     app.state.reloader = reloader
+    app.state.tasks = tasks
     install_error_handlers(app)
     app.include_router(router)
-    app.include_router(api)
+    app.include_router(models_router(tasks))
+    for task in tasks.values():
+        app.include_router(task.router)
     app.include_router(admin)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(  # outermost: sees every response, the 413s above included

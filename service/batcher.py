@@ -4,7 +4,7 @@ together in one forward pass, off the event loop.
 A batch starts when `max_batch` requests are queued, or when the oldest queued request has waited
 `max_wait_s`, whichever comes first; one batch per model runs at a time, in the model's own worker
 thread, and the requests that arrive meanwhile form the next batch. Each caller gets its own result or
-its own exception: `run_batch` returns one of either per item (see `service.forecast.predict_batch`),
+its own exception: `run_batch` returns one of either per item (see `service.task.run_jobs`),
 so one bad input never fails its batch-mates. A caller that gives up (timeout, disconnect) cancels its
 future and is dropped from the queue before its batch runs.
 """

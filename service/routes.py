@@ -1,93 +1,31 @@
-"""The HTTP routes: ops (`/healthz`, `/readyz`, `/metrics`, always open) and the model API under `/v1`
-(behind the bearer token when `SEER_API_KEY` is set). Every error a client can cause is declared in
-OpenAPI with its `ErrorBody`, so the schema is the whole contract.
+"""The routes every service has: ops (`/healthz`, `/readyz`, `/metrics`, always open) and the model list
+and info under `/v1` (behind the bearer token when `SEER_API_KEY` is set). Each task's own endpoint is in
+`service/tasks/<task>/routes.py`. Every error a client can cause is declared in OpenAPI with its
+`ErrorBody`, so the schema is the whole contract.
+
+Model info is the common fields (`service.schemas.ModelInfo`) and the task's block
+(`Predictor.describe()`), flat: `GET /v1/models/{name}` answers the info schema of the model's task, and
+in OpenAPI its response is the union of the served tasks' info schemas, told apart by `task`.
 """
 
 from __future__ import annotations
 
+import functools
+import operator
+from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPBearer
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, create_model
 
-from service.batcher import QueueFull
-from service.errors import ServiceError
+from service.deps import V1, ModelDep, StoreDep, errors
 from service.metrics import CONTENT_TYPE
-from service.middleware import OPEN_PATHS_NOTE
-from service.schemas import ErrorBody, ForecastRequest, ForecastResponse, Health, ModelInfo, ModelList, Readiness
-from service.store import LoadedModel, ModelStore
-from service.validation import check_request
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "malformed request framing (e.g. a non-integer Content-Length)"},
-    401: {"model": ErrorBody, "description": "SEER_API_KEY is set and the bearer token is missing or wrong"},
-    404: {"model": ErrorBody, "description": "unknown model"},
-    413: {"model": ErrorBody, "description": "request body too large (SEER_MAX_BODY_BYTES)"},
-    422: {"model": ErrorBody, "description": "the request does not fit the model; `detail` says what to send"},
-    503: {"model": ErrorBody, "description": "the model's queue is full (SEER_MAX_QUEUE); retry shortly"},
-    504: {"model": ErrorBody, "description": "not answered within SEER_REQUEST_TIMEOUT_S"},
-}
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: _ERRORS[code] for code in codes}
-
-
-# Declares the bearer scheme in OpenAPI; the token itself is checked by RequestContextMiddleware, before
-# the body is read, so an unauthenticated client gets its 401 without the service parsing anything.
-bearer = HTTPBearer(auto_error=False, description=f"SEER_API_KEY, when set; {OPEN_PATHS_NOTE}")
-
-
-async def get_store(request: Request) -> ModelStore:  # async: a sync dependency costs a thread hop
-    store: ModelStore = request.app.state.store
-    return store
-
-
-StoreDep = Annotated[ModelStore, Depends(get_store)]
-
-
-async def get_model(name: str, store: StoreDep) -> LoadedModel:
-    model = store.get(name)
-    if model is None:
-        known = ", ".join(store.names()) or "none loaded yet"
-        raise ServiceError(404, f"unknown model {name!r}; this service serves: {known}", "name")
-    return model
-
-
-ModelDep = Annotated[LoadedModel, Depends(get_model)]
-
-
-def model_info(m: LoadedModel, with_example: bool = True) -> ModelInfo:
-    p = m.predictor
-    return ModelInfo(
-        name=m.name,
-        version=m.version,
-        alias=m.alias,
-        task=str(p.meta["task"]),
-        model=str(p.meta["model"]),
-        lookback=p.lookback,
-        horizon=p.horizon,
-        variates=p.variates,
-        freq=p.calendar_freq,
-        step_seconds=p.step_seconds,
-        uses_timestamps=p.uses_timestamps,
-        quantiles=p.probabilistic,
-        probabilistic=p.probabilistic,
-        max_horizon=p.max_horizon,
-        any_variates=p.any_variates,
-        max_variates=p.max_variates,
-        allows_missing=p.allows_missing,
-        source=m.source,
-        metrics=p.meta.get("metrics"),
-        example_input=(p.example_input or None) if with_example else None,
-    )
-
+from service.schemas import Health, ModelInfo, Readiness
+from service.store import LoadedModel
+from service.task import ServiceTask
 
 router = APIRouter()
-api = APIRouter(prefix="/v1", dependencies=[Depends(bearer)], responses=_errors(401))
 
 
 @router.get("/healthz", response_model=Health, tags=["ops"])
@@ -126,56 +64,45 @@ async def metrics(request: Request) -> Response:
     return Response(content=body, media_type=CONTENT_TYPE)
 
 
-@api.get("/models", response_model=ModelList, tags=["models"])
-async def list_models(store: StoreDep) -> ModelList:
-    return ModelList(models=[model_info(m, with_example=False) for m in store.models()])
+def model_info(m: LoadedModel, tasks: Mapping[str, ServiceTask], with_example: bool = True) -> ModelInfo:
+    """The common fields and the predictor's `describe()` block, as its task's info schema."""
+    p = m.predictor
+    served = tasks.get(p.task)
+    schema = served.info if served is not None else ModelInfo
+    example = p.meta.get("example_input") or None
+    common = {
+        "name": m.name,
+        "version": m.version,
+        "alias": m.alias,
+        "task": p.task,
+        "model": str(p.meta["model"]),
+        "source": m.source,
+        "metrics": p.meta.get("metrics"),
+        "example_input": example if with_example else None,
+    }
+    return schema.model_validate({**common, **p.describe()})
 
 
-@api.get("/models/{name}", response_model=ModelInfo, responses=_errors(404), tags=["models"])
-async def get_model_info(model: ModelDep) -> ModelInfo:
-    return model_info(model)
+def info_schema(tasks: Mapping[str, ServiceTask]) -> Any:
+    """The info schema of the served tasks: one task's, or their union told apart by `task`."""
+    schemas = [t.info for t in tasks.values()] or [ModelInfo]
+    if len(schemas) == 1:
+        return schemas[0]
+    return Annotated[functools.reduce(operator.or_, schemas), Field(discriminator="task")]
 
 
-async def forecast_body(request: Request) -> ForecastRequest:
-    """The body, parsed and validated by pydantic-core in one pass (5× faster than `json.loads` + validation
-    on a 96 × 7 history, measured); its errors go to the same 422 handler as FastAPI's own."""
-    try:
-        return ForecastRequest.model_validate_json(await request.body())
-    except ValidationError as e:
-        errors = e.errors(include_url=False, include_input=False)
-        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])} for err in errors]) from None
+def models_router(tasks: Mapping[str, ServiceTask]) -> APIRouter:
+    """`GET /v1/models` and `GET /v1/models/{name}`, with the info schemas of `tasks`."""
+    info = info_schema(tasks)
+    listing: type[BaseModel] = create_model("ModelList", models=(list[info], ...))  # type: ignore[valid-type]
+    api = APIRouter(**V1)
 
+    @api.get("/models", response_model=listing, tags=["models"])
+    async def list_models(store: StoreDep) -> Any:
+        return listing(models=[model_info(m, tasks, with_example=False) for m in store.models()])
 
-# The body is parsed by `forecast_body`, so FastAPI does not see it: declare it here for OpenAPI.
-_FORECAST_BODY = {
-    "requestBody": {"required": True, "content": {"application/json": {"schema": ForecastRequest.model_json_schema()}}}
-}
+    @api.get("/models/{name}", response_model=info, responses=errors(404), tags=["models"])
+    async def get_model_info(model: ModelDep) -> Any:
+        return model_info(model, tasks)
 
-
-@api.post(
-    "/models/{name}/forecast",
-    response_model=ForecastResponse,
-    responses=_errors(400, 404, 413, 422, 503, 504),
-    openapi_extra=_FORECAST_BODY,
-    tags=["forecast"],
-)
-async def forecast(
-    model: ModelDep, req: Annotated[ForecastRequest, Depends(forecast_body)], request: Request
-) -> Response:
-    """Forecast the next H steps of every variate from the last L, in original units.
-
-    Validated here, then queued for the model's micro-batcher: concurrent requests share one forward pass.
-    """
-    job = check_request(model, req)  # a bad request is refused before it can join (and spoil) a batch
-    state = request.app.state
-    timeout = state.settings.request_timeout_s
-    try:
-        result: ForecastResponse = await state.batchers.get(model.name).submit(job, timeout)
-    except TimeoutError:
-        raise ServiceError(
-            504, f"no forecast within {timeout:g} s (SEER_REQUEST_TIMEOUT_S); the service is overloaded, retry later"
-        ) from None
-    except QueueFull as e:
-        raise ServiceError(503, f"{e}; retry shortly", headers={"Retry-After": "1"}) from None
-    # Serialized by pydantic-core directly: the response model's fields were built and checked already.
-    return Response(content=result.model_dump_json(), media_type="application/json")
+    return api

@@ -1,9 +1,11 @@
 """The models a service process serves: resolved from refs, rebuilt from config + weights, warmed up.
 
 Registry refs (`NAME@ALIAS`) are resolved to a version through the MLflow client, the version's
-artifacts are downloaded to a temporary folder, and the bundle inside is loaded with
-`ForecastPredictor.load` (safetensors + JSON; nothing is unpickled). The temporary folder is removed
-once the weights are in memory. Local refs (`NAME=PATH`) load the bundle in place, version "local".
+artifacts are downloaded to a temporary folder, and the bundle inside is loaded by the predictor of its
+task (`inference.predictor.load_predictor`: safetensors + JSON; nothing is unpickled) and warmed up
+(`Predictor.warm_up`). The temporary folder is removed once the weights are in memory. Local refs
+(`NAME=PATH`) load the bundle in place, version "local". A store made with `tasks` refuses a bundle
+of any other task (the service has no endpoint for it).
 """
 
 from __future__ import annotations
@@ -12,13 +14,11 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
-import numpy as np
-
-from inference.tasks.forecast import ForecastPredictor
+from inference.predictor import Predictor, load_predictor
 from service.settings import ModelRef
 
 log = logging.getLogger(__name__)
@@ -34,59 +34,7 @@ class LoadedModel:
     version: str  # registry version, or "local"
     alias: str | None
     source: str  # models:/NAME@ALIAS (resolved to models:/NAME/VERSION) or the local path
-    predictor: ForecastPredictor
-
-
-def warm_up(predictor: ForecastPredictor) -> None:
-    """One prediction on the bundle's example input (so the first request is not the slow one), which also
-    validates the model: the example must fit its lookback × variates, the forecast must be horizon ×
-    variates and finite. Probabilistic models run the path the service uses (seeded quantiles, whose order
-    must follow the levels). Raises ValueError otherwise (a hot reload then refuses the version)."""
-    example = predictor.example_input
-    L, H = predictor.lookback, predictor.horizon
-    history = example.get("history")
-    if history is None:  # a synthetic window: at the scaler's mean, or a ramp for instance-scaled models
-        if predictor.scaler is None:
-            history = np.linspace(0.0, 1.0, L)[:, None].repeat(max(1, len(predictor.variates)), axis=1)
-        else:
-            history = np.broadcast_to(predictor.scaler.mean, (L, len(predictor.variates)))
-    x = np.asarray(history, dtype=np.float64)  # null entries (missing values) become NaN
-    N = x.shape[1] if predictor.any_variates and x.ndim == 2 else len(predictor.variates)
-    if x.shape != (L, N) or not 1 <= N <= predictor.max_variates:
-        want = f"{L} × N, 1 <= N <= {predictor.max_variates}" if predictor.any_variates else f"{L} × {N}"
-        raise ValueError(f"example input is {' × '.join(map(str, x.shape))}, the metadata says {want}")
-    if predictor.probabilistic:
-        _warm_up_quantiles(predictor, x)
-        return
-    stamps: list[datetime] | None = None
-    if predictor.uses_timestamps:
-        raw = example.get("timestamps")
-        if raw:
-            stamps = [datetime.fromisoformat(t) for t in raw]
-        else:
-            step = timedelta(seconds=predictor.step_seconds or 0)
-            stamps = [datetime(2020, 1, 1) + step * k for k in range(L)]
-    out = np.asarray(predictor.predict(x[None], None if stamps is None else [stamps]))
-    if out.shape != (1, H, N):
-        raise ValueError(f"warm-up forecast has shape {out.shape}, the metadata says (1, {H}, {N})")
-    if not np.isfinite(out).all():
-        raise ValueError("warm-up forecast on the example input is not finite")
-
-
-def _warm_up_quantiles(predictor: ForecastPredictor, x: np.ndarray) -> None:
-    """Quantiles at the default horizon: shape, finiteness, order; and max_horizon within the model's own."""
-    bound = getattr(predictor.model, "max_horizon", None)
-    if isinstance(bound, int) and predictor.max_horizon > bound:
-        raise ValueError(f"the metadata's max_horizon {predictor.max_horizon} exceeds the model's {bound}")
-    levels = [0.1, 0.5, 0.9]
-    H, N = predictor.horizon, x.shape[1]
-    out = np.asarray(predictor.predict_quantiles(x[None], levels))
-    if out.shape != (1, H, N, len(levels)):
-        raise ValueError(f"warm-up quantiles have shape {out.shape}, the metadata says (1, {H}, {N}, {len(levels)})")
-    if not np.isfinite(out).all():
-        raise ValueError("warm-up quantiles on the example input are not finite")
-    if (np.diff(out, axis=-1) < 0).any():
-        raise ValueError("warm-up quantiles on the example input decrease with the level")
+    predictor: Predictor
 
 
 class ModelStore:
@@ -96,9 +44,12 @@ class ModelStore:
     raises `RuntimeError` naming the ref, so a misconfigured service fails at startup, not per request.
     """
 
-    def __init__(self, tracking_uri: str | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self, tracking_uri: str | None = None, device: str = "cpu", tasks: Collection[str] | None = None
+    ) -> None:
         self.tracking_uri = tracking_uri
         self.device = device
+        self.tasks = None if tasks is None else tuple(tasks)  # None: a bundle of any task loads
         self._models: dict[str, LoadedModel] = {}
         self._status: dict[str, str] = {}
         self._load_failures: dict[str, int] = {}
@@ -138,7 +89,7 @@ class ModelStore:
 
     def add(self, model: LoadedModel) -> None:
         """Serve `model` under its name: one reference replaced, so a hot swap is atomic. Requests hold the
-        `LoadedModel` they were validated against (see `service.forecast.ForecastJob`), so the ones in
+        `LoadedModel` they were validated against (see `service.task.Job`), so the ones in
         flight finish on the old version and no request mixes the two."""
         with self._lock:
             self._models[model.name] = model
@@ -151,9 +102,7 @@ class ModelStore:
             if ref.alias is not None:
                 model = self._load_registered(ref)  # warmed up in `build`
             else:
-                predictor = ForecastPredictor.load(str(ref.path), device=self.device)
-                warm_up(predictor)
-                model = LoadedModel(ref.name, "local", None, str(ref.path), predictor)
+                model = LoadedModel(ref.name, "local", None, str(ref.path), self.predictor(str(ref.path)))
         except Exception as e:
             with self._lock:
                 self._status[ref.name] = f"failed: {e}"
@@ -205,6 +154,13 @@ class ModelStore:
 
     def build(self, ref: ModelRef, version: str, local: str) -> LoadedModel:
         """Rebuild the model from config + weights under `local` and warm it up (validation included)."""
-        predictor = ForecastPredictor.load(local, device=self.device)
-        warm_up(predictor)
-        return LoadedModel(ref.name, version, ref.alias, f"models:/{ref.name}/{version}", predictor)
+        return LoadedModel(ref.name, version, ref.alias, f"models:/{ref.name}/{version}", self.predictor(local))
+
+    def predictor(self, path: str) -> Predictor:
+        """The bundle under `path` rebuilt by its task's predictor, of a task this store serves, warmed up."""
+        predictor = load_predictor(path, device=self.device)
+        if self.tasks is not None and predictor.task not in self.tasks:
+            served = ", ".join(self.tasks)
+            raise ValueError(f"{predictor.name} is a {predictor.task} model; this service serves {served} models only")
+        predictor.warm_up()
+        return predictor

@@ -1,123 +1,71 @@
-"""The one Lightning system: wraps any registered model; loss and metrics are chosen by task.
+"""The one Lightning system: wraps any registered model; the loss and the metrics come from its task's
+objective (`training.tasks.objective_for(task)`, a `training.tasks.objective.Objective`).
 
-Forecast: batches are `(x [B,L,N], x_mark [B,L,F], y [B,H,N], y_mark [B,H,F])`.
-- Loss: a model that defines `loss(x, y)` (a probabilistic model, e.g. Moirai-MoE: the negative
-  log-likelihood of its predictive distribution, plus any auxiliary term) trains on that; every other
-  model trains on the MSE of its point forecast `model(x, x_mark, y_mark)`.
-- Metrics: MSE and MAE of the point forecast, accumulated over every element of every window (so the
-  test figure is the protocol's exact mean, not a mean of batch means); NaN targets (missing values,
-  padding) are left out. Probabilistic models also get `val_nll` / `test_nll`: the mean over windows
-  of `loss(x, y)` without the model's auxiliary term (`aux_loss()` × `config.aux_loss_weight`, the
-  load-balancing loss of a learned MoE router), so it stays a likelihood.
-- A batch may carry two more tensors, `loc` and `scale` [B, 1, N], after the four: the windows are
-  then in original units (corpus pretraining mixes datasets in their own units; the model scales each
-  window itself) and MSE/MAE are taken on `(value - loc) / scale` — for the corpus' held-out windows
-  the statistics of each dataset's train split, i.e. the units of the dataset recipes' metrics.
-  Four-tensor batches are already scaled (the protocol's train-fitted scaler) and scored as they are.
+Batches are the task's typed batches (`data.schemas`); the system reads only their `size`. Validation
+and test metrics are accumulated over every batch of the epoch (the objective decides how) and logged
+as `val_<name>` / `test_<name>` when the epoch ends; early stopping may watch any `val_<name>` the
+objective gives this model (`monitors`).
 """
 
 from __future__ import annotations
 
 import copy
-from typing import cast
+from typing import Any, cast
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, Metric
+from torchmetrics import Metric
+
+from data.schemas import Batch
+from training.tasks import objective_for
+from training.tasks.objective import SPLITS
 
 
 class SeerSystem(L.LightningModule):
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        task: str,
-        lr: float,
-        lr_decay: float = 0.5,
-    ):
+    def __init__(self, model: nn.Module, *, task: str, lr: float, lr_decay: float = 0.5):
         super().__init__()
-        if task != "forecast":
-            raise ValueError(f"no training recipe for task {task!r} yet")
         self.model = model
         self.task = task
+        self.objective = objective_for(task)
         self.lr = lr
         self.lr_decay = lr_decay
-        self.probabilistic = callable(getattr(model, "loss", None))
-        kinds: list[tuple[str, type[Metric]]] = [("mse", MeanSquaredError), ("mae", MeanAbsoluteError)]
-        if self.probabilistic:
-            kinds.append(("nll", MeanMetric))
-        self.metric_names = tuple(name for name, _ in kinds)
-        self.metrics = nn.ModuleDict({f"{split}_{name}": cls() for split in ("val", "test") for name, cls in kinds})
-        self.test_windows = 0
+        made = {split: self.objective.metrics(model, split) for split in SPLITS}
+        self.metrics = nn.ModuleDict({f"{s}_{name}": m for s, ms in made.items() for name, m in ms.items()})
+        self.metric_names = {split: tuple(ms) for split, ms in made.items()}
 
-    def forward(
-        self, x: torch.Tensor, x_mark: torch.Tensor | None = None, y_mark: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        return self.model(x, x_mark, y_mark)
+    @property
+    def monitors(self) -> tuple[str, ...]:
+        """What early stopping may watch for this model: the validation metrics it logs."""
+        return tuple(f"val_{name}" for name in self.metric_names["val"])
 
-    def metric(self, name: str) -> Metric:
-        """The accumulator `{split}_{mse|mae|nll}`."""
-        return cast(Metric, self.metrics[name])
+    def split_metrics(self, split: str) -> dict[str, Metric]:
+        """The accumulators of one split, by metric name."""
+        return {name: cast(Metric, self.metrics[f"{split}_{name}"]) for name in self.metric_names[split]}
 
-    def objective(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """A probabilistic model's own training loss `model.loss(x, y)` (NLL + auxiliary terms)."""
-        return cast(torch.Tensor, self.model.loss(x, y))  # type: ignore[operator]
-
-    def nll(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The model's `loss(x, y)` less its auxiliary term (see the module docstring)."""
-        loss = self.objective(x, y)
-        aux = getattr(self.model, "aux_loss", None)
-        weight = float(getattr(getattr(self.model, "config", None), "aux_loss_weight", 0.0) or 0.0)
-        if callable(aux) and weight:
-            loss = loss - weight * aux()
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        loss = self.objective.loss(self.model, batch)
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=batch.size)
         return loss
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        x, x_mark, y, y_mark = batch[:4]
-        loss = self.objective(x, y) if self.probabilistic else F.mse_loss(self(x, x_mark, y_mark), y)
-        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=x.shape[0])
-        return loss
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self.objective.update(self.model, batch, self.split_metrics("val"))
 
-    def _eval_step(self, batch, split: str) -> None:
-        x, x_mark, y, y_mark, *norm = batch
-        pred = self(x, x_mark, y_mark)
-        y_scored = y
-        if norm:  # original units: score in the units of the window's dataset statistics
-            loc, scale = norm
-            pred, y_scored = (pred - loc) / scale, (y - loc) / scale
-        keep = ~torch.isnan(y_scored)  # every observed element of every window counts
-        self.metric(f"{split}_mse").update(pred[keep], y_scored[keep])
-        self.metric(f"{split}_mae").update(pred[keep], y_scored[keep])
-        if self.probabilistic:
-            self.metric(f"{split}_nll").update(self.nll(x, y).detach().float(), weight=x.shape[0])
-        if split == "test":
-            self.test_windows += x.shape[0]
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self.objective.update(self.model, batch, self.split_metrics("test"))
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+    def _log_epoch(self, split: str, prog_bar: bool) -> None:
+        for name, metric in self.split_metrics(split).items():
+            self.log(f"{split}_{name}", metric.compute(), prog_bar=prog_bar)
+            metric.reset()
 
     def on_validation_epoch_end(self) -> None:
-        for name in self.metric_names:
-            metric = self.metric(f"val_{name}")
-            self.log(f"val_{name}", metric.compute(), prog_bar=True)
-            metric.reset()
-
-    def on_test_epoch_start(self) -> None:
-        self.test_windows = 0
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+        self._log_epoch("val", prog_bar=True)
 
     def on_test_epoch_end(self) -> None:
-        for name in self.metric_names:
-            metric = self.metric(f"test_{name}")
-            self.log(f"test_{name}", metric.compute())
-            metric.reset()
-        self.log("test_windows", float(self.test_windows))
+        self._log_epoch("test", prog_bar=False)
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> Any:
         opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: self.lr_decay**epoch)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
@@ -129,7 +77,7 @@ class KeepBestWeights(L.Callback):
     Does what a checkpoint + `ckpt_path="best"` would, without writing or unpickling a checkpoint.
     """
 
-    def __init__(self, monitor: str = "val_mse"):
+    def __init__(self, monitor: str):
         self.monitor = monitor
         self.best: float | None = None
         self.best_epoch = -1

@@ -6,11 +6,13 @@ import importlib.util
 import os
 import platform
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
+from lightning.pytorch.loggers import MLFlowLogger
 from mlflow import MlflowClient
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
@@ -111,3 +113,15 @@ def run_tags(recipe_name: str, model: str, dataset: str, kernels: dict[str, str]
         "seer.host": platform.node(),
         "mlflow.source.git.commit": git_commit(),
     }
+
+
+class PrefixedMLFlowLogger(MLFlowLogger):
+    """An MLFlowLogger that writes every metric as `<prefix><name>` (e.g. a recipe's `warmup_` stage), so
+    two trainers can log into one run without mixing their curves."""
+
+    def __init__(self, prefix: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.metric_prefix = prefix
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        super().log_metrics({f"{self.metric_prefix}{k}": v for k, v in metrics.items()}, step)

@@ -1,15 +1,14 @@
-"""Corpus pretraining for any-variate forecasters (Moirai-MoE): fixed-shape batches over the
-pretraining corpus (`data.series.corpus.PretrainCorpus`), held-out validation and test windows, and the dense
-warm-up that gives the centroid router its token clusters.
+"""Corpus pretraining data for any-variate forecasters (e.g. Moirai-MoE): fixed-shape batches over the
+pretraining corpus (`data.series.corpus.PretrainCorpus`) and held-out validation and test windows — a
+corpus recipe's data (`PretrainDataConfig`, `PretrainDataModule`).
 
-Shapes: B batch, L context steps (= the model's lookback), H horizon, n variates of a batch,
-D d_model, X experts.
+Shapes: B batch, L context steps (= the model's lookback), H horizon, n variates of a batch.
 
-Batches are the 4-tuple of `data.series.windows`, `(x [B, L, n], x_mark [B, L, 0], y [B, H, n],
-y_mark [B, H, 0])`, in each dataset's original units (the model scales every series of a window from
-its observed context itself; calendar features are empty: the corpus mixes sampling rates). NaN marks
-a missing value. Held-out (val/test) batches add `(loc, scale)` [B, 1, n]: the statistics the
-metrics standardise with (`training.system`), see below.
+Batches are `data.schemas.ForecastBatch(x [B, L, n], x_mark [B, L, 0], y [B, H, n], y_mark [B, H, 0])`
+in each dataset's original units (the model scales every series of a window from its observed context
+itself; calendar features are empty: the corpus mixes sampling rates). NaN marks a missing value.
+Held-out (val/test) batches also carry `loc`/`scale` [B, 1, n]: the statistics the metrics
+standardise with (the forecast objective in `training.tasks`), see below.
 
 Fixed L and H. The recipe fixes L (= the model's lookback, what `forward` and serving take) and H.
 The corpus' context and horizon ranges are clipped to them (`corpus_for`), so it never draws more;
@@ -42,17 +41,6 @@ units of the dataset recipes' metrics (raw units would let weather's hPa and ppm
 window's own context statistics blow up on flat contexts, e.g. days without rain). A mixture without
 real datasets (synthetic only) is validated on corpus items drawn with another seed (fresh synthetic
 series), standardised by each window's own statistics.
-
-Dense warm-up (router "centroid", Moirai-MoE's token clusters). `dense_warmup` trains a `dense=True`
-copy of the model (same config, a dense SwiGLU of width top_k·d_expert in place of the experts) on the
-same batches for `WarmupConfig.epochs`, keeping its best validation weights; runs it over
-`centroid_batches` training batches, collecting each layer's feed-forward inputs (`ffn_inputs`,
-subsampled to at most `centroid_tokens` per layer); and sets each MoE layer's centroids to the k-means
-(X clusters, k-means++ seeding) of that layer's inputs (`init_centroids` over many batches of
-different n). The MoE model then trains from scratch with these fixed centroids, as in the paper;
-`transfer=True` starts it from the dense model's shared weights instead (embedding, attention, norms,
-head; the experts stay fresh), so its first routing already follows the clusters. Both stages log to
-the same MLflow run, the warm-up's metrics prefixed `warmup_` (`PrefixedMLFlowLogger`).
 """
 
 from __future__ import annotations
@@ -60,28 +48,22 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
-from itertools import islice
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
-import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.loggers import MLFlowLogger
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from core.nn.moe import MoEFeedForward, kmeans
+from core.registry import ProbabilisticForecaster
+from data.schemas import ForecastBatch, ForecastExample, ForecastWindow, SeerDataModule
 from data.series.corpus import CorpusConfig, PretrainCorpus
 from data.series.sources import CATALOGUE, load_series, split_for
-from training.system import KeepBestWeights, SeerSystem
 
-log = logging.getLogger("seer.training")
-
-Batch = tuple[torch.Tensor, ...]  # (x, x_mark, y, y_mark) or (x, x_mark, y, y_mark, loc, scale)
-Window = tuple[torch.Tensor, ...]  # (x [L, n], y [H, n]) or (x, y, loc [1, n], scale [1, n])
+log = logging.getLogger("seer.data")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +71,7 @@ class PretrainDataConfig:
     """The fixed batch shape of corpus pretraining and the held-out windows (the recipe's `data`)."""
 
     calendar_freq: ClassVar[str] = ""  # no calendar features: the corpus mixes sampling rates
+    uses_corpus: ClassVar[bool] = True  # the recipe's `corpus` is what the windows are drawn from
 
     dataset: str = "corpus"  # always "corpus" (what `seer recipes` and the run tags show)
     lookback: int = 512  # L: context steps of every window (= the model's lookback)
@@ -116,28 +99,14 @@ class PretrainDataConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def datamodule(self, corpus: CorpusConfig | None = None) -> PretrainDataModule:
+        if corpus is None:
+            raise ValueError("corpus windows need the recipe's pretraining corpus")
+        return PretrainDataModule(self, corpus)
 
-@dataclass(frozen=True, kw_only=True)
-class WarmupConfig:
-    """The dense warm-up that gives a centroid-routed MoE its token clusters (see the module docstring)."""
-
-    epochs: int = 1  # dense warm-up epochs (corpus epochs of the recipe's epoch size)
-    limit_train_batches: int | float = 1.0  # per warm-up epoch
-    lr: float | None = None  # None: the recipe's trainer.lr
-    centroid_batches: int = 16  # training batches run through the dense model for k-means
-    centroid_tokens: int = 65_536  # at most this many feed-forward inputs per layer (a random subset)
-    kmeans_iters: int = 50
-    transfer: bool = False  # start the MoE from the dense model's non-expert weights
-    seed: int = 0  # token subsampling and k-means++ seeding
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.centroid_batches < 1 or self.kmeans_iters < 1:
-            raise ValueError("warm-up epochs, centroid_batches and kmeans_iters must be >= 1")
-        if self.lr is not None and self.lr <= 0:
-            raise ValueError("warm-up lr must be > 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def for_bundle(self, transform: Mapping[str, Any]) -> PretrainDataConfig:
+        """These windows shaped like a bundle's transform (its lookback and horizon), to test it."""
+        return dataclasses.replace(self, lookback=int(transform["lookback"]), horizon=int(transform["horizon"]))
 
 
 def corpus_for(data: PretrainDataConfig, corpus: CorpusConfig) -> CorpusConfig:
@@ -155,14 +124,13 @@ def has_observed_context(x: torch.Tensor) -> bool:
     return bool((~torch.isnan(x)).any(dim=0).all())
 
 
-def stack_windows(items: Sequence[Window]) -> Batch:
-    """Windows of one shape -> `(x [B, L, n], x_mark [B, L, 0], y [B, H, n], y_mark [B, H, 0])`, plus
-    `(loc, scale)` [B, 1, n] when the windows carry them."""
-    shapes = {tuple(tuple(t.shape) for t in w) for w in items}
-    if len(shapes) != 1:
-        raise ValueError(f"a batch needs windows of one shape, got {sorted(shapes)}")
-    x, y, *norm = (torch.stack(parts) for parts in zip(*items, strict=True))
-    return (x, x.new_zeros(*x.shape[:2], 0), y, y.new_zeros(*y.shape[:2], 0), *norm)
+def corpus_window(
+    x: torch.Tensor, y: torch.Tensor, loc: torch.Tensor | None = None, scale: torch.Tensor | None = None
+) -> ForecastWindow:
+    """x [L, n], y [H, n] (+ loc, scale [1, n]) as a window with no calendar features (F = 0)."""
+    return ForecastWindow(
+        x=x, x_mark=x.new_zeros(x.shape[0], 0), y=y, y_mark=y.new_zeros(y.shape[0], 0), loc=loc, scale=scale
+    )
 
 
 def window_stats(values: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,7 +147,7 @@ def window_stats(values: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class CorpusWindows(Dataset):
-    """Corpus items as fixed-shape windows: key `(epoch, i)` -> `(x [L, n], y [H, n])`.
+    """Corpus items as fixed-shape windows: key `(epoch, i)` -> `ForecastWindow` (x [L, n], y [H, n]).
 
     The epoch travels in the key, so a worker process (which holds its own copy of the corpus)
     draws exactly the item the batch sampler grouped."""
@@ -190,7 +158,7 @@ class CorpusWindows(Dataset):
     def __len__(self) -> int:
         return len(self.corpus)
 
-    def __getitem__(self, key: tuple[int, int]) -> Window:
+    def __getitem__(self, key: tuple[int, int]) -> ForecastWindow:
         epoch, i = key
         self.corpus.set_epoch(epoch)
         item = self.corpus[i]
@@ -201,11 +169,11 @@ class CorpusWindows(Dataset):
         keep_c, keep_h = min(c, self.lookback), min(h, self.horizon)
         x[self.lookback - keep_c :] = target[c - keep_c : c]
         y[:keep_h] = target[c : c + keep_h]
-        return x, y
+        return corpus_window(x, y)
 
     def n_variates(self, epoch: int, i: int) -> int | None:
         """The item's n, or None when some variate has no observed context (the window is skipped)."""
-        x = self[(epoch, i)][0]
+        x = self[(epoch, i)].x
         return int(x.shape[1]) if has_observed_context(x) else None
 
 
@@ -300,22 +268,22 @@ class VariateBatchSampler(Sampler[list[tuple[int, int]]]):
 
 
 class HeldoutWindows(Dataset):
-    """A fixed list of windows `(x [L, n], y [H, n], loc [1, n], scale [1, n])` with their dataset names."""
+    """A fixed list of windows (x [L, n], y [H, n], loc [1, n], scale [1, n]) with their dataset names."""
 
-    def __init__(self, windows: list[Window], names: list[str]):
+    def __init__(self, windows: list[ForecastWindow], names: list[str]):
         self.windows, self.names = windows, names
 
     def __len__(self) -> int:
         return len(self.windows)
 
-    def __getitem__(self, j: int) -> Window:
+    def __getitem__(self, j: int) -> ForecastWindow:
         return self.windows[j]
 
     def batches(self, batch_size: int) -> list[list[int]]:
         """Every window, batched by n in a fixed order (first appearance of each n)."""
         groups: dict[int, list[int]] = {}
         for j, window in enumerate(self.windows):
-            groups.setdefault(int(window[0].shape[1]), []).append(j)
+            groups.setdefault(int(window.x.shape[1]), []).append(j)
         return [idx[s : s + batch_size] for idx in groups.values() for s in range(0, len(idx), batch_size)]
 
 
@@ -336,8 +304,8 @@ def variate_groups(n: int, max_variates: int) -> list[np.ndarray]:
 
 def heldout_windows(
     dataset: str, part: str, lookback: int, horizon: int, n_windows: int, max_variates: int
-) -> tuple[list[Window], list[str]]:
-    """Up to `n_windows` windows `(x, y, loc, scale)` of L + H rows, evenly spaced over the `part`
+) -> tuple[list[ForecastWindow], list[str]]:
+    """Up to `n_windows` windows (x, y, loc, scale) of L + H rows, evenly spaced over the `part`
     ("val" | "test") split of a catalogue dataset (first target row inside the split), every variate
     scored in groups of at most `max_variates`; loc/scale are the dataset's train-split statistics of
     those variates. Windows with a variate that has no observed context are left out."""
@@ -349,17 +317,17 @@ def heldout_windows(
     if last < start:
         return [], []
     starts = np.unique(np.linspace(start, last, num=min(n_windows, last - start + 1)).round().astype(int))
-    windows: list[Window] = []
+    windows: list[ForecastWindow] = []
     for s in starts:
         block = torch.from_numpy(np.ascontiguousarray(values[s : s + lookback + horizon], dtype=np.float32))
         for cols in variate_groups(block.shape[1], max_variates):
             x, y = block[:lookback, cols], block[lookback:, cols]
             if has_observed_context(x):
-                windows.append((x.clone(), y.clone(), loc[:, cols].clone(), scale[:, cols].clone()))
+                windows.append(corpus_window(x.clone(), y.clone(), loc[:, cols].clone(), scale[:, cols].clone()))
     return windows, [dataset] * len(windows)
 
 
-class PretrainDataModule(L.LightningDataModule):
+class PretrainDataModule(SeerDataModule):
     """Training batches from the corpus mixture, validation/test windows from the held-out splits."""
 
     def __init__(self, config: PretrainDataConfig, corpus: CorpusConfig):
@@ -392,7 +360,7 @@ class PretrainDataModule(L.LightningDataModule):
 
     def _heldout(self, part: str, seed_offset: int) -> HeldoutWindows:
         c, cc = self.config, self.corpus_config
-        windows: list[Window] = []
+        windows: list[ForecastWindow] = []
         names: list[str] = []
         for dataset in self.heldout_datasets:
             w, n = heldout_windows(dataset, part, c.lookback, c.horizon, c.eval_windows, cc.max_variates)
@@ -406,9 +374,9 @@ class PretrainDataModule(L.LightningDataModule):
                 c.horizon,
             )
             for i in range(size):
-                x, y = other[(0, i)]
-                if has_observed_context(x):
-                    windows.append((x, y, *window_stats(torch.cat([x, y]).numpy())))
+                item = other[(0, i)]
+                if has_observed_context(item.x):
+                    windows.append(corpus_window(item.x, item.y, *window_stats(torch.cat([item.x, item.y]).numpy())))
                     names.append(str(other.corpus[i]["dataset"]))
         return HeldoutWindows(windows, names)
 
@@ -426,7 +394,7 @@ class PretrainDataModule(L.LightningDataModule):
         return DataLoader(
             self.windows,
             batch_sampler=self.batch_sampler,
-            collate_fn=stack_windows,
+            collate_fn=ForecastBatch.collate,
             num_workers=self.config.num_workers,
         )
 
@@ -434,7 +402,7 @@ class PretrainDataModule(L.LightningDataModule):
         return DataLoader(
             windows,
             batch_sampler=windows.batches(self.config.batch_size),
-            collate_fn=stack_windows,
+            collate_fn=ForecastBatch.collate,
             num_workers=self.config.num_workers,
         )
 
@@ -446,8 +414,16 @@ class PretrainDataModule(L.LightningDataModule):
         self.setup()
         return self._heldout_loader(self.test_set)
 
-    def transform_state(self, max_horizon: int) -> dict[str, Any]:
-        """The bundle's transform: instance scaling inside the model, any variates, no calendar."""
+    def model_dims(self) -> dict[str, int]:
+        """The model config's sizes that the data fixes; variates = the most a training window has (the
+        model itself takes any number)."""
+        c = self.config
+        return {"lookback": c.lookback, "horizon": c.horizon, "n_variates": self.n_variates, "n_marks": self.n_marks}
+
+    def transform_state(self, model: nn.Module) -> dict[str, Any]:
+        """The bundle's transform: instance scaling inside the model, any variates, no calendar; quantiles
+        reach the model's `max_horizon` (a point model: the horizon)."""
+        max_horizon = model.max_horizon if isinstance(model, ProbabilisticForecaster) else self.config.horizon
         return {
             "kind": "instance",
             "scaler": None,
@@ -473,137 +449,13 @@ class PretrainDataModule(L.LightningDataModule):
         """`{"history": [[k values] × L]}`: no timestamps (the model uses no calendar)."""
         return {"history": self.example_window()[0].tolist()}
 
+    def signature_example(self) -> np.ndarray:
+        """The example as MLflow's input example: an [L, k] array, so the logged signature is a float64
+        tensor of shape (-1, -1) (any length, any number of variates), not the example's column names."""
+        return self.example_window()[0]
 
-class PrefixedMLFlowLogger(MLFlowLogger):
-    """An MLFlowLogger that writes every metric as `<prefix><name>` (the warm-up's `warmup_` metrics),
-    so two trainers can log into one run without mixing their curves."""
-
-    def __init__(self, prefix: str, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.metric_prefix = prefix
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        super().log_metrics({f"{self.metric_prefix}{k}": v for k, v in metrics.items()}, step)
-
-
-def _moe_layers(model: nn.Module) -> list[MoEFeedForward]:
-    blocks = getattr(model, "blocks", None)
-    layers = [b.ffn for b in blocks] if blocks is not None else []
-    if not layers or not all(isinstance(f, MoEFeedForward) and f.router_kind == "centroid" for f in layers):
-        raise ValueError("centroids need an MoE model whose every layer has router='centroid'")
-    return layers
-
-
-@torch.no_grad()
-def set_cluster_centroids(
-    model: nn.Module,
-    dense: nn.Module,
-    batches: Sequence[torch.Tensor],
-    *,
-    max_tokens: int = 65_536,
-    iters: int = 50,
-    seed: int = 0,
-) -> int:
-    """`model.init_centroids(dense, x)` over several inputs x [B, L, n] (n may differ between them):
-    each layer's centroids become the k-means (X clusters) of the dense model's feed-forward inputs at
-    that layer over all the inputs' context tokens (a random subset of at most `max_tokens` per layer,
-    drawn evenly from the inputs). Returns the number of tokens clustered per layer."""
-    layers = _moe_layers(model)
-    cfg, src = getattr(model, "config", None), getattr(dense, "config", None)
-    if cfg is not None and src is not None and (src.d_model, src.n_layers) != (cfg.d_model, cfg.n_layers):
-        raise ValueError("the dense model must have the same d_model and n_layers")
-    if not batches:
-        raise ValueError("no batches to cluster")
-    per_batch = math.ceil(max_tokens / len(batches))  # keeps memory at ~max_tokens rows per layer
-    gen = torch.Generator().manual_seed(seed)
-    was_training = dense.training
-    dense.eval()
-    per_layer: list[list[torch.Tensor]] = [[] for _ in layers]
-    for x in batches:
-        for store, h in zip(per_layer, dense.ffn_inputs(x), strict=True):  # type: ignore[operator]
-            if h.shape[0] > per_batch:
-                h = h[torch.randperm(h.shape[0], generator=gen)[:per_batch].to(h.device)]
-            store.append(h.float())
-    dense.train(was_training)
-    n_tokens = 0
-    for layer, chunks in zip(layers, per_layer, strict=True):
-        h = torch.cat(chunks)[:max_tokens]
-        layer.set_centroids(kmeans(h, layer.n_experts, iters=iters, seed=seed))
-        n_tokens = int(h.shape[0])
-    return n_tokens
-
-
-@torch.no_grad()
-def transfer_shared_weights(dense: nn.Module, model: nn.Module) -> int:
-    """Copy every tensor outside the feed-forward layers (same name and shape) from `dense` into
-    `model`: embedding, attention, norms, head. Returns how many tensors were copied."""
-    target = model.state_dict()
-    copied = 0
-    for name, value in dense.state_dict().items():
-        if ".ffn." in name or name not in target or target[name].shape != value.shape:
-            continue
-        target[name].copy_(value)
-        copied += 1
-    return copied
-
-
-def dense_warmup(
-    model: nn.Module,
-    dm: PretrainDataModule,
-    warmup: WarmupConfig,
-    *,
-    lr: float,
-    lr_decay: float,
-    monitor: str,
-    make_trainer: Callable[[list[L.Callback]], L.Trainer],
-) -> dict[str, float]:
-    """The centroid pipeline: train a dense copy of `model`, cluster its feed-forward inputs, set
-    `model`'s router centroids (and, with `warmup.transfer`, its shared weights).
-
-    `make_trainer(callbacks)` builds the warm-up's Trainer (its epochs, batch limits and logger: a
-    `PrefixedMLFlowLogger("warmup_")` puts the curves in the main run). Returns the `warmup_` summary
-    metrics: best epoch, best monitored value, epochs, tokens clustered per layer, tensors transferred.
-    """
-    cfg = cast(Any, model).config
-    _moe_layers(model)
-    dense = type(model)(cfg.replace(dense=True))
-    system = SeerSystem(dense, task="forecast", lr=lr, lr_decay=lr_decay)
-    best = KeepBestWeights(monitor)
-    trainer = make_trainer([best])
-    trainer.fit(system, datamodule=dm)
-    device = trainer.strategy.root_device
-    dense.to(device)
-    model.to(device)
-    xs = [batch[0].to(device) for batch in islice(iter(dm.train_dataloader()), warmup.centroid_batches)]
-    tokens = set_cluster_centroids(
-        model, dense, xs, max_tokens=warmup.centroid_tokens, iters=warmup.kmeans_iters, seed=warmup.seed
-    )
-    copied = transfer_shared_weights(dense, model) if warmup.transfer else 0
-    model.cpu()
-    metrics = {
-        "warmup_epochs": float(trainer.current_epoch),
-        "warmup_best_epoch": float(best.best_epoch),
-        "warmup_tokens": float(tokens),
-        "warmup_transferred": float(copied),
-    }
-    if best.best is not None:
-        metrics[f"warmup_best_{monitor}"] = best.best
-    return metrics
-
-
-__all__ = [
-    "CorpusWindows",
-    "EpochSampler",
-    "HeldoutWindows",
-    "PrefixedMLFlowLogger",
-    "PretrainDataConfig",
-    "PretrainDataModule",
-    "VariateBatchSampler",
-    "WarmupConfig",
-    "corpus_for",
-    "dense_warmup",
-    "heldout_windows",
-    "set_cluster_centroids",
-    "stack_windows",
-    "transfer_shared_weights",
-]
+    def evaluation_example(self) -> ForecastExample:
+        """The example dataset's last test window (history, truth) in original units, for the run's plot."""
+        history, truth, names = self.example_window()
+        title = f"{self.config.example_dataset} last test window"
+        return ForecastExample(history=history, truth=truth, names=names, timestamps=None, title=title)

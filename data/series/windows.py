@@ -1,28 +1,35 @@
-"""Sliding windows over a scaled series, and the LightningDataModule that builds them.
+"""Sliding windows over a scaled series, and the LightningDataModule that builds them (a dataset recipe's data).
 
 Shapes: T rows, N variates, F calendar features, L lookback, H horizon.
 A window starting at row s has input rows [s, s+L) and target rows [s+L, s+L+H); a split `[a, b)`
-yields `b - a - L - H + 1` windows, all of them (test windows are never dropped).
+yields `b - a - L - H + 1` windows, all of them (test windows are never dropped). Loaders yield
+`data.schemas.ForecastBatch`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import lightning as L
 import numpy as np
+import pandas as pd
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from data.scalers import StandardScaler
+from data.schemas import ForecastBatch, ForecastExample, ForecastWindow, SeerDataModule
 from data.series.calendar import infer_step_seconds, n_features, time_features
 from data.series.protocols import Split
-from data.scalers import StandardScaler
 from data.series.sources import load_series, split_for
+
+if TYPE_CHECKING:
+    from data.series.corpus import CorpusConfig
 
 
 class WindowDataset(Dataset):
-    """Windows `(x [L,N], x_mark [L,F], y [H,N], y_mark [H,F])` over rows `[start, end)`."""
+    """Windows `ForecastWindow(x [L,N], x_mark [L,F], y [H,N], y_mark [H,F])` over rows `[start, end)`."""
 
     def __init__(self, values: np.ndarray, marks: np.ndarray, lookback: int, horizon: int, start: int, end: int):
         if not 0 <= start <= end <= len(values):
@@ -35,17 +42,21 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+    def __getitem__(self, i: int) -> ForecastWindow:
         if not 0 <= i < self.n:
             raise IndexError(i)
         s = self.start + i
         m = s + self.lookback
         e = m + self.horizon
-        return self.values[s:m], self.marks[s:m], self.values[m:e], self.marks[m:e]
+        return ForecastWindow(x=self.values[s:m], x_mark=self.marks[s:m], y=self.values[m:e], y_mark=self.marks[m:e])
 
 
 @dataclass(frozen=True, kw_only=True)
 class ForecastDataConfig:
+    """One dataset under its protocol split, scaled with a scaler fit on its train rows."""
+
+    uses_corpus: ClassVar[bool] = False  # a dataset recipe has no pretraining corpus
+
     dataset: str = "ETTh1"  # catalogue name or a CSV/Parquet path
     lookback: int = 96
     horizon: int = 96
@@ -65,8 +76,22 @@ class ForecastDataConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def datamodule(self, corpus: CorpusConfig | None = None) -> ForecastDataModule:
+        if corpus is not None:
+            raise ValueError(f"{self.dataset}: a dataset's data takes no pretraining corpus")
+        return ForecastDataModule(self)
 
-class ForecastDataModule(L.LightningDataModule):
+    def for_bundle(self, transform: Mapping[str, Any]) -> ForecastDataConfig:
+        """This data shaped like a bundle's transform (its lookback, horizon and variates), to test it."""
+        return replace(
+            self,
+            lookback=int(transform["lookback"]),
+            horizon=int(transform["horizon"]),
+            variates=tuple(transform["variates"]),
+        )
+
+
+class ForecastDataModule(SeerDataModule):
     """Reads the series, applies the protocol split, fits the scaler on train rows only."""
 
     def __init__(self, config: ForecastDataConfig):
@@ -115,6 +140,7 @@ class ForecastDataModule(L.LightningDataModule):
             shuffle=shuffle,
             drop_last=False,  # every window counts, in every split
             num_workers=self.config.num_workers,
+            collate_fn=ForecastBatch.collate,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -126,8 +152,14 @@ class ForecastDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
-    def transform_state(self) -> dict[str, Any]:
-        """What serving needs to reproduce training's inputs: scaler, variates, calendar, step."""
+    def model_dims(self) -> dict[str, int]:
+        """The model config's sizes that the data fixes."""
+        c = self.config
+        return {"lookback": c.lookback, "horizon": c.horizon, "n_variates": self.n_variates, "n_marks": self.n_marks}
+
+    def transform_state(self, model: nn.Module | None = None) -> dict[str, Any]:
+        """What serving needs to reproduce training's inputs: scaler, variates, calendar, step (the
+        same for every model)."""
         self.setup()
         return {
             "scaler": self.scaler.to_dict(),
@@ -147,3 +179,20 @@ class ForecastDataModule(L.LightningDataModule):
         raw = self.scaler.inverse(self.values[s : s + self.config.lookback])
         ts = [d.isoformat() for d in self.dates[s : s + self.config.lookback].to_list()]
         return {"history": raw.tolist(), "timestamps": ts}
+
+    def signature_example(self) -> pd.DataFrame:
+        """The example as MLflow's input example: a `date` column and one column per variate."""
+        ex = self.example_input()
+        frame = pd.DataFrame(ex["history"], columns=self.variates)
+        frame.insert(0, "date", ex["timestamps"])
+        return frame
+
+    def evaluation_example(self) -> ForecastExample:
+        """The last test window (history, timestamps, truth) in original units, for the run's plot."""
+        ex = self.example_input()
+        end = self.split.test[1]
+        truth = self.scaler.inverse(self.values[end - self.config.horizon : end])
+        history = np.asarray(ex["history"])
+        return ForecastExample(
+            history=history, truth=truth, names=self.variates, timestamps=ex["timestamps"], title="last test window"
+        )

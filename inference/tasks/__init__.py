@@ -1,1 +1,12 @@
-"""One predictor per task (`inference.predictor.PREDICTORS` lists them)."""
+"""One predictor per task: `PREDICTORS` is the table `inference.predictor.load_predictor` reads.
+
+A new task adds its `inference/tasks/<task>.py` (a class satisfying `inference.predictor.Predictor`)
+and one line here.
+"""
+
+from __future__ import annotations
+
+from inference.predictor import Predictor
+from inference.tasks.forecast import ForecastPredictor
+
+PREDICTORS: dict[str, type[Predictor]] = {ForecastPredictor.task: ForecastPredictor}

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.moirai_decode import BASELINE, payload, run  # noqa: E402
 
@@ -60,9 +60,9 @@ def test_a_trained_bundle_is_timed_with_its_own_weights(tmp_path, monkeypatch):
     import torch
 
     from bench import moirai_decode
-    from inference.bundle import save_bundle
     from forecasters.moirai_moe import MoiraiMoEConfig
     from forecasters.moirai_moe.model import MoiraiMoE
+    from inference.bundle import save_bundle
 
     torch.manual_seed(5)
     trained = MoiraiMoE(MoiraiMoEConfig.tiny()).eval()

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench import zeroshot  # noqa: E402
 from bench.accuracy import row_key  # noqa: E402
+from forecasters.moirai_moe import MoiraiMoEConfig  # noqa: E402
 from inference.bundle import save_bundle  # noqa: E402
 from inference.registry import get_spec  # noqa: E402
-from forecasters.moirai_moe import MoiraiMoEConfig  # noqa: E402
-from training.metrics import seasonal_naive  # noqa: E402
+from training.tasks.forecast.metrics import seasonal_naive  # noqa: E402
 
 ROW_FIELDS = {
     "model", "protocol", "dataset", "horizon", "lookback", "mse", "mae", "mase", "crps", "mase_raw", "crps_raw",
@@ -160,9 +160,9 @@ def test_walk_probe_families_and_scores(tiny_model, bundle, tmp_path, monkeypatc
 
 def test_zeroshot_recipe_router_and_training_seed():
     default = zeroshot.zeroshot_recipe("centroid")
-    assert default.model_config.router == "centroid" and default.warmup is not None
+    assert default.model_config.router == "centroid" and default.before_fit is not None
     learned = zeroshot.zeroshot_recipe("learned", seed=3)
-    assert learned.model_config.router == "learned" and learned.warmup is None and learned.trainer.seed == 3
+    assert learned.model_config.router == "learned" and learned.before_fit is None and learned.trainer.seed == 3
     assert learned.trainer.seed != default.trainer.seed and default.model_config.scale_prefix == 0.5
 
 

@@ -28,7 +28,7 @@ from data.series.synthetic import (
     sample_gp,
     sample_kernel,
 )
-from training.metrics import (
+from training.tasks.forecast.metrics import (
     crps_from_samples,
     mase,
     quantile_loss,

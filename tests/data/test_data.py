@@ -5,10 +5,11 @@ import numpy as np
 import polars as pl
 import pytest
 
+from data.scalers import StandardScaler
+from data.schemas import ForecastBatch
 from data.series.calendar import future_dates, n_features, time_features
 from data.series.protocols import ett_split, ratio_split
 from data.series.readers import DataFormatError, read_series, to_wide
-from data.scalers import StandardScaler
 from data.series.sources import DATASET_DIR, load_series
 from data.series.windows import ForecastDataConfig, ForecastDataModule, WindowDataset
 
@@ -36,7 +37,8 @@ def test_every_test_window_is_kept(etth1):
     assert len(etth1.dataset("test")) == 2785
     assert len(etth1.dataset("train")) == 8640 - 96 - 96 + 1
     batches = list(etth1.test_dataloader())
-    assert sum(b[0].shape[0] for b in batches) == 2785  # no drop_last
+    assert all(isinstance(b, ForecastBatch) and b.loc is None for b in batches)
+    assert sum(b.size for b in batches) == 2785  # no drop_last
 
 
 def test_scaler_fitted_on_train_rows_only(etth1):
@@ -51,11 +53,12 @@ def test_scaler_fitted_on_train_rows_only(etth1):
 
 def test_windows_at_the_edges(etth1):
     test = etth1.dataset("test")
-    x, xm, y, ym = test[0]
-    np.testing.assert_array_equal(y[0].numpy(), etth1.values[11520])  # first target = first test row
-    x, xm, y, ym = test[len(test) - 1]
-    np.testing.assert_array_equal(y[-1].numpy(), etth1.values[14399])  # last target = last test row
-    assert x.shape == (96, 7) and y.shape == (96, 7) and xm.shape == (96, 4) and ym.shape == (96, 4)
+    first = test[0]
+    np.testing.assert_array_equal(first.y[0].numpy(), etth1.values[11520])  # first target = first test row
+    last = test[len(test) - 1]
+    np.testing.assert_array_equal(last.y[-1].numpy(), etth1.values[14399])  # last target = last test row
+    assert last.x.shape == (96, 7) and last.y.shape == (96, 7)
+    assert last.x_mark.shape == (96, 4) and last.y_mark.shape == (96, 4)
     with pytest.raises(IndexError):
         test[len(test)]
     tiny = WindowDataset(np.zeros((10, 2)), np.zeros((10, 0)), lookback=4, horizon=3, start=0, end=10)

@@ -7,7 +7,7 @@ import pytest
 
 from seer.cli import build_parser, main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def flags(sub: str) -> set[str]:

@@ -18,49 +18,10 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from inference.tasks.forecast import ForecastPredictor
-from inference.bundle import save_bundle
-from forecasters.itransformer import ITransformer, ITransformerConfig
 from service import Settings, create_app
 from service.settings import parse_model_ref
 from service.store import ModelStore
-
-L, H, N = 16, 8, 3
-START = datetime(2024, 3, 1, 0, 0)
-
-
-def _stamps(n: int = L, start: datetime = START) -> list[str]:
-    return [(start + timedelta(hours=k)).isoformat() for k in range(n)]
-
-
-def _history(seed: int = 0) -> list[list[float]]:
-    rng = np.random.default_rng(seed)
-    return (rng.normal(size=(L, N)) * [2.0, 1.0, 30.0] + [10.0, -5.0, 100.0]).tolist()
-
-
-def make_bundle(directory: Path, *, calendar: bool = True, seed: int = 0) -> Path:
-    """A tiny iTransformer bundle: hourly calendar features (4 marks) or none."""
-    import torch
-
-    torch.manual_seed(seed)
-    cfg = ITransformerConfig.tiny(n_marks=4 if calendar else 0)
-    meta = {
-        "name": "itransformer-test",
-        "model": "itransformer",
-        "task": "forecast",
-        "model_config": cfg.to_dict(),
-        "transform": {
-            "scaler": {"kind": "standard", "mean": [10.0, -5.0, 100.0], "std": [2.0, 1.0, 30.0]},
-            "variates": ["a", "b", "c"],
-            "calendar_freq": "h" if calendar else "",
-            "step_seconds": 3600,
-            "lookback": L,
-            "horizon": H,
-            "dataset": "test",
-        },
-        "example_input": {"history": _history(1), "timestamps": _stamps() if calendar else None},
-        "metrics": {"test_mse": 0.5},
-    }
-    return save_bundle(directory, ITransformer(cfg), meta)
+from tests.service.service_fixtures import START, H, L, N, assert_4xx, hourly_stamps, make_bundle, point_history
 
 
 @pytest.fixture(scope="module")
@@ -87,16 +48,6 @@ def post(client: TestClient, body: dict | str, name: str = "m"):
     if isinstance(body, str):
         return client.post(f"/v1/models/{name}/forecast", content=body, headers={"content-type": "application/json"})
     return client.post(f"/v1/models/{name}/forecast", json=body)
-
-
-def assert_4xx(r, status: int, *needles: str, field: str | None = None) -> str:
-    assert r.status_code == status, r.text
-    body = r.json()
-    for needle in needles:
-        assert needle in body["detail"], body
-    if field is not None:
-        assert body["field"] == field, body
-    return body["detail"]
 
 
 def test_liveness_and_readiness(client: TestClient) -> None:
@@ -130,18 +81,18 @@ def test_list_and_describe_models(client: TestClient) -> None:
 
 
 def test_forecast_happy_path(client: TestClient) -> None:
-    r = post(client, {"history": _history(), "timestamps": _stamps()})
+    r = post(client, {"history": point_history(), "timestamps": hourly_stamps()})
     assert r.status_code == 200, r.text
     body = r.json()
     assert np.asarray(body["forecast"]).shape == (H, N)
-    assert body["timestamps"] == _stamps(H, START + timedelta(hours=L))
+    assert body["timestamps"] == hourly_stamps(H, START + timedelta(hours=L))
     assert body["model"] == {"name": "m", "version": "local"}
     assert body["quantiles"] is None
 
 
 def test_utc_timestamps_keep_their_offset(client: TestClient) -> None:
-    stamps = [t + "Z" for t in _stamps()]
-    body = post(client, {"history": _history(), "timestamps": stamps}).json()
+    stamps = [t + "Z" for t in hourly_stamps()]
+    body = post(client, {"history": point_history(), "timestamps": stamps}).json()
     assert body["timestamps"][0] == (START + timedelta(hours=L)).isoformat() + "+00:00"
 
 
@@ -151,7 +102,7 @@ def test_example_input_is_a_valid_request(client: TestClient) -> None:
 
 
 def test_forecast_equals_predictor(client: TestClient, bundles: dict[str, Path]) -> None:
-    history, stamps = _history(3), _stamps()
+    history, stamps = point_history(3), hourly_stamps()
     served = np.asarray(post(client, {"history": history, "timestamps": stamps}).json()["forecast"])
     direct = ForecastPredictor.load(bundles["m"]).predict(
         np.asarray(history)[None], [[datetime.fromisoformat(t) for t in stamps]]
@@ -160,65 +111,69 @@ def test_forecast_equals_predictor(client: TestClient, bundles: dict[str, Path])
 
 
 def test_timestamps_optional_for_models_without_calendar(client: TestClient) -> None:
-    body = post(client, {"history": _history()}, name="plain").json()
+    body = post(client, {"history": point_history()}, name="plain").json()
     assert np.asarray(body["forecast"]).shape == (H, N) and body["timestamps"] is None
-    with_ts = post(client, {"history": _history(), "timestamps": _stamps()}, name="plain").json()
+    with_ts = post(client, {"history": point_history(), "timestamps": hourly_stamps()}, name="plain").json()
     assert with_ts["timestamps"][0] == (START + timedelta(hours=L)).isoformat()
 
 
 @pytest.mark.parametrize("rows", [3, L + 1, 0])
 def test_wrong_history_length(client: TestClient, rows: int) -> None:
-    history = (_history() * 2)[:rows]
-    assert_4xx(post(client, {"history": history, "timestamps": _stamps()}), 422, "16 × 3", field="history")
+    history = (point_history() * 2)[:rows]
+    assert_4xx(post(client, {"history": history, "timestamps": hourly_stamps()}), 422, "16 × 3", field="history")
 
 
 def test_wrong_history_width(client: TestClient) -> None:
-    history = _history()
+    history = point_history()
     history[5] = history[5][:2]
-    detail = assert_4xx(post(client, {"history": history, "timestamps": _stamps()}), 422, "16 × 3", "row 5")
+    detail = assert_4xx(post(client, {"history": history, "timestamps": hourly_stamps()}), 422, "16 × 3", "row 5")
     assert "2 values" in detail
-    narrow = [row[:2] for row in _history()]
-    assert_4xx(post(client, {"history": narrow, "timestamps": _stamps()}), 422, "16 × 3", "got 16 × 2", field="history")
+    narrow = [row[:2] for row in point_history()]
+    assert_4xx(
+        post(client, {"history": narrow, "timestamps": hourly_stamps()}), 422, "16 × 3", "got 16 × 2", field="history"
+    )
 
 
 @pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_non_finite_history(client: TestClient, bad: str) -> None:
-    raw = json.dumps({"history": _history(), "timestamps": _stamps()}).replace(str(_history()[2][1]), bad, 1)
+    raw = json.dumps({"history": point_history(), "timestamps": hourly_stamps()}).replace(
+        str(point_history()[2][1]), bad, 1
+    )
     assert_4xx(post(client, raw), 422, "NaN or infinite", field="history.2.1")
 
 
 def test_extreme_but_finite_history_is_a_4xx(client: TestClient) -> None:
     history = [[1e300] * N] * L
-    assert_4xx(post(client, {"history": history, "timestamps": _stamps()}), 422, "not finite", field="history")
+    assert_4xx(post(client, {"history": history, "timestamps": hourly_stamps()}), 422, "not finite", field="history")
 
 
 def test_missing_timestamps(client: TestClient) -> None:
-    assert_4xx(post(client, {"history": _history()}), 422, "calendar features", "16 ISO-8601", field="timestamps")
+    assert_4xx(post(client, {"history": point_history()}), 422, "calendar features", "16 ISO-8601", field="timestamps")
 
 
 def test_bad_timestamps(client: TestClient) -> None:
-    stamps = _stamps()
+    stamps = hourly_stamps()
     stamps[5] = "yesterday at noon"
-    assert_4xx(post(client, {"history": _history(), "timestamps": stamps}), 422, "ISO-8601", field="timestamps.5")
-    assert_4xx(post(client, {"history": _history(), "timestamps": _stamps(L - 1)}), 422, "16", "got 15")
-    backwards = _stamps()[::-1]
-    assert_4xx(post(client, {"history": _history(), "timestamps": backwards}), 422, "increasing")
+    assert_4xx(post(client, {"history": point_history(), "timestamps": stamps}), 422, "ISO-8601", field="timestamps.5")
+    assert_4xx(post(client, {"history": point_history(), "timestamps": hourly_stamps(L - 1)}), 422, "16", "got 15")
+    backwards = hourly_stamps()[::-1]
+    assert_4xx(post(client, {"history": point_history(), "timestamps": backwards}), 422, "increasing")
 
 
 def test_quantiles_from_point_model(client: TestClient) -> None:
-    body = {"history": _history(), "timestamps": _stamps(), "quantiles": [0.1, 0.9]}
+    body = {"history": point_history(), "timestamps": hourly_stamps(), "quantiles": [0.1, 0.9]}
     assert_4xx(post(client, body), 422, "point forecasts", field="quantiles")
 
 
 def test_unknown_model(client: TestClient) -> None:
-    detail = assert_4xx(post(client, {"history": _history()}, name="nope"), 404, "'nope'")
+    detail = assert_4xx(post(client, {"history": point_history()}, name="nope"), 404, "'nope'")
     assert "m, plain" in detail
     assert_4xx(client.get("/v1/models/nope"), 404, "m, plain")
 
 
 def test_malformed_json_and_wrong_types(client: TestClient) -> None:
     assert_4xx(post(client, '{"history": [[1, 2'), 422, "not valid JSON", field=None)
-    assert_4xx(post(client, {"timestamps": _stamps()}), 422, "history is required", field="history")
+    assert_4xx(post(client, {"timestamps": hourly_stamps()}), 422, "history is required", field="history")
     assert_4xx(post(client, {"history": [["x", 1, 2]] * L}), 422, "history.0.0", field="history.0.0")
 
 
@@ -226,7 +181,7 @@ def test_body_too_large(client: TestClient, store: ModelStore) -> None:
     big = json.dumps({"history": [[1.0, 2.0, 3.0]] * 200_000})  # ~3 MB > the 2 MiB default
     assert_4xx(post(client, big), 413, "too large")
     small = TestClient(create_app(Settings(max_body_bytes=1000), store=store))
-    body = json.dumps({"history": _history(), "timestamps": _stamps()}).encode()
+    body = json.dumps({"history": point_history(), "timestamps": hourly_stamps()}).encode()
     assert_4xx(post(small, body.decode()), 413, "1000 bytes")
     # No Content-Length (chunked): counted while read.
     chunks = (body[i : i + 256] for i in range(0, len(body), 256))
@@ -267,12 +222,12 @@ def test_loads_from_registry_alias(tmp_path: Path, bundles: dict[str, Path]) -> 
     with TestClient(create_app(Settings(models="fc@champion", tracking_uri=uri))) as c:
         info = c.get("/v1/models/fc").json()
         assert (info["version"], info["alias"]) == (str(mv.version), "champion")
-        r = post(c, {"history": _history(), "timestamps": _stamps()}, name="fc")
+        r = post(c, {"history": point_history(), "timestamps": hourly_stamps()}, name="fc")
         assert r.json()["model"] == {"name": "fc", "version": str(mv.version)}
 
 
 def test_service_never_imports_training_or_cli() -> None:
-    for path in Path(__file__).resolve().parents[1].joinpath("service").glob("*.py"):
+    for path in Path(__file__).resolve().parents[2].joinpath("service").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
             if isinstance(node, ast.ImportFrom) and node.module:

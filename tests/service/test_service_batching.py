@@ -15,36 +15,47 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
-from test_service import START, H, L, N, _history, _stamps, make_bundle
 
 from inference.tasks.forecast import ForecastPredictor
 from service import Settings, create_app
 from service.settings import parse_model_ref
 from service.store import LoadedModel, ModelStore
+from tests.service.service_fixtures import (
+    FORECAST,
+    START,
+    H,
+    L,
+    N,
+    batch_stats,
+    hourly_stamps,
+    make_bundle,
+    point_history,
+    post_all,
+)
 
 KEY = "k" * 24
-FORECAST = "/v1/models/{}/forecast"
 
 
 @dataclass
 class FaultyPredictor(ForecastPredictor):
-    """Raises on any batch holding a history whose first value is 12345 (a model that chokes on one input)."""
+    """Raises on any batch holding a history whose first value is 12345 (a model that chokes on one input).
+
+    Overrides the forward pass the service's batches run (`point_forecast`, behind validation)."""
 
     delay_s: float = 0.0
 
-    def predict(self, history: np.ndarray, timestamps: Any = None) -> np.ndarray:
+    def point_forecast(self, history: np.ndarray, timestamps: Any = None) -> np.ndarray:
         time.sleep(self.delay_s)
         if np.any(np.asarray(history)[:, 0, 0] == 12345.0):
             raise ValueError("the model cannot take a 12345")
         if np.any(np.asarray(history)[:, 0, 0] == 666.0):
             raise RuntimeError("a bug in the model code")
-        return super().predict(history, timestamps)
+        return super().point_forecast(history, timestamps)
 
 
 @pytest.fixture(scope="module")
@@ -67,36 +78,14 @@ def app_for(store: ModelStore, **settings: Any) -> Any:
 
 
 def body(seed: int = 0, **extra: Any) -> dict[str, Any]:
-    return {"history": _history(seed), "timestamps": _stamps(), **extra}
-
-
-async def post_all(app: Any, requests: list[tuple[str, Any]], headers: dict[str, str] | None = None) -> list[Any]:
-    """POST every (model, body) at once; a str body is sent raw."""
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # a 500 is an answer to check
-    async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as client:
-
-        async def one(name: str, payload: Any) -> httpx.Response:
-            if isinstance(payload, str):
-                hdrs = {"content-type": "application/json"}
-                return await client.post(FORECAST.format(name), content=payload, headers=hdrs)
-            return await client.post(FORECAST.format(name), json=payload)
-
-        return list(await asyncio.gather(*(one(name, payload) for name, payload in requests)))
-
-
-def batch_stats(app: Any, model: str) -> tuple[float, float]:
-    """(batches run, requests in them) for `model` from the app's own registry."""
-    registry = app.state.metrics.registry
-    count = registry.get_sample_value("seer_batch_size_count", {"model": model}) or 0.0
-    total = registry.get_sample_value("seer_batch_size_sum", {"model": model}) or 0.0
-    return count, total
+    return {"history": point_history(seed), "timestamps": hourly_stamps(), **extra}
 
 
 def single(store: ModelStore, name: str, seed: int) -> np.ndarray:
     model = store.get(name)
     assert model is not None
-    stamps = [[datetime.fromisoformat(t) for t in _stamps()]]
-    return model.predictor.predict(np.asarray(_history(seed))[None], stamps)[0]
+    stamps = [[datetime.fromisoformat(t) for t in hourly_stamps()]]
+    return model.predictor.predict(np.asarray(point_history(seed))[None], stamps)[0]
 
 
 def test_batched_equals_single(store: ModelStore) -> None:
@@ -109,16 +98,16 @@ def test_batched_equals_single(store: ModelStore) -> None:
         got = np.asarray(r.json()["forecast"])
         assert got.shape == (H, N)
         np.testing.assert_allclose(got, single(store, "m", seed), rtol=1e-5, atol=1e-5)
-        assert r.json()["timestamps"] == _stamps(H, START + timedelta(hours=L))
+        assert r.json()["timestamps"] == hourly_stamps(H, START + timedelta(hours=L))
 
 
 def test_bad_requests_in_a_busy_batch_fail_alone(store: ModelStore) -> None:
     """Overflow (passes validation, fails after the forward pass), a wrong shape and a NaN (refused before
     joining) sit among good requests: each bad one gets its own 422, every good one its forecast."""
     app = app_for(store, max_batch_size=8, max_wait_ms=300)
-    nan = json.dumps(body(3)).replace(str(_history(3)[2][1]), "NaN", 1)
-    requests = [("m", body(0)), ("m", {"history": [[1e300] * N] * L, "timestamps": _stamps()})]
-    requests += [("m", body(1)), ("m", {"history": _history()[:3], "timestamps": _stamps()}), ("m", nan)]
+    nan = json.dumps(body(3)).replace(str(point_history(3)[2][1]), "NaN", 1)
+    requests = [("m", body(0)), ("m", {"history": [[1e300] * N] * L, "timestamps": hourly_stamps()})]
+    requests += [("m", body(1)), ("m", {"history": point_history()[:3], "timestamps": hourly_stamps()}), ("m", nan)]
     requests += [("m", body(2)), ("m", body(4))]
     responses = asyncio.run(post_all(app, requests))
     codes = [r.status_code for r in responses]
@@ -214,13 +203,14 @@ def test_limits_from_the_model(store: ModelStore) -> None:
     r = client.post(FORECAST.format("m"), json=body(horizon=H + 1))
     assert r.status_code == 422 and r.json()["field"] == "horizon" and f"at most {H}" in r.json()["detail"]
     assert client.post(FORECAST.format("m"), json=body(horizon=0)).json()["field"] == "horizon"
-    stamps = _stamps()
+    stamps = hourly_stamps()
     stamps[0] = "2024-01-01T00:00:00" + "0" * 100
-    r = client.post(FORECAST.format("m"), json={"history": _history(), "timestamps": stamps})
+    r = client.post(FORECAST.format("m"), json={"history": point_history(), "timestamps": stamps})
     assert r.status_code == 422 and r.json()["field"] == "timestamps.0"
-    wide = [[*row, 1.0] for row in _history()]
+    wide = [[*row, 1.0] for row in point_history()]
     assert (
-        "16 × 3" in client.post(FORECAST.format("m"), json={"history": wide, "timestamps": _stamps()}).json()["detail"]
+        "16 × 3"
+        in client.post(FORECAST.format("m"), json={"history": wide, "timestamps": hourly_stamps()}).json()["detail"]
     )
 
 

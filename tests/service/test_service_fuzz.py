@@ -20,11 +20,11 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from test_service import make_bundle
 
 from service import Settings, create_app
 from service.settings import parse_model_ref
 from service.store import ModelStore
+from tests.service.service_fixtures import make_bundle
 
 MAX_EXAMPLES = 30
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]

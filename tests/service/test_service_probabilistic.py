@@ -14,59 +14,20 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_service import assert_4xx, make_bundle
-from test_service_batching import batch_stats, post_all
 
-from inference.tasks.forecast import DEFAULT_MAX_VARIATES, ForecastPredictor
-from inference.bundle import save_bundle
-from forecasters.moirai_moe import MoiraiMoE, MoiraiMoEConfig
+from inference.tasks.forecast import DEFAULT_MAX_VARIATES, MAX_QUANTILES, ForecastPredictor
 from service import Settings, create_app
 from service.settings import parse_model_ref
 from service.store import ModelStore
-from service.validation import MAX_QUANTILES
+from tests.inference.forecast_bundles import P_H, P_HMAX, P_L, make_moirai_bundle
+from tests.inference.forecast_bundles import any_history as history
+from tests.service.service_fixtures import assert_4xx, batch_stats, make_bundle, post_all
 
-CFG = MoiraiMoEConfig.tiny()  # lookback 32, horizon 16, max_horizon 64, patch 8, 8 sample paths
-L, H, HMAX = CFG.lookback, CFG.horizon, CFG.max_horizon
+L, H, HMAX = P_L, P_H, P_HMAX  # the tiny Moirai-MoE: lookback 32, horizon 16, max_horizon 64
 LEVELS = [0.1, 0.5, 0.9]
-
-
-def history(n: int = 3, seed: int = 0) -> list[list[float | None]]:
-    """L rows × n variates of noisy sines at very different levels and scales (original units)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(L)[:, None]
-    level, amp = 10.0 ** np.arange(n) % 997, 1.0 + np.arange(n)
-    values = level + amp * np.sin(2 * np.pi * t / 8 + np.arange(n)) + 0.1 * rng.normal(size=(L, n))
-    return values.tolist()
-
-
-def make_moirai_bundle(directory: Path, *, max_horizon: int = HMAX, example: bool = True) -> Path:
-    """The bundle contract of instance-scaled probabilistic models (written by training), around tiny()."""
-    torch.manual_seed(0)
-    meta: dict[str, Any] = {
-        "name": "moirai-test",
-        "model": "moirai_moe",
-        "task": "forecast",
-        "model_config": CFG.to_dict(),
-        "transform": {
-            "kind": "instance",
-            "scaler": None,
-            "variates": None,
-            "calendar_freq": "",
-            "step_seconds": None,
-            "lookback": L,
-            "horizon": H,
-            "max_horizon": max_horizon,
-            "dataset": "corpus",
-        },
-        "probabilistic": True,
-        "example_input": {"history": history(3)} if example else {},
-        "metrics": {},
-    }
-    return save_bundle(directory, MoiraiMoE(CFG), meta)
 
 
 @pytest.fixture(scope="module")
@@ -273,10 +234,10 @@ def test_predictor_api(bundles: dict[str, Path]) -> None:
     assert p.predict(x, horizon=4).shape == (3, 4, 2)
     with pytest.raises(ValueError, match=f"quantile forecasts reach {HMAX}"):
         p.predict(x, horizon=H + 1)
-    with pytest.raises(ValueError, match="horizon must be in"):
+    with pytest.raises(ValueError, match=f"horizon must be at most {HMAX}"):
         p.predict_quantiles(x, [0.5], horizon=HMAX + 1)
     x[2, :, 1] = np.nan
-    with pytest.raises(ValueError, match="all missing .* variate 1 .batch row 2"):
+    with pytest.raises(ValueError, match="batch row 2: history has no observed value for variate 1"):
         p.predict_quantiles(x, [0.5])
     with pytest.raises(ValueError, match="1 <= N <= 64"):
         p.predict(np.zeros((1, L, 65)))

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
 from service import Settings, create_app
-from tests.test_service import make_bundle
+from tests.service.service_fixtures import make_bundle
 
 NAME = "tiny"
 KEY = "k" * 24

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_service import _history, _stamps, make_bundle
 
 from seer.procs import free_port
+from tests.service.service_fixtures import hourly_stamps, make_bundle, point_history
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def rss_mb(pid: int) -> float:
 
 async def drive(base: str, seconds: float, outcomes: Counter[str]) -> None:
     """CONCURRENCY clients, each posting forecasts back to back until the time is up."""
-    body = {"history": _history(), "timestamps": _stamps()}
+    body = {"history": point_history(), "timestamps": hourly_stamps()}
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
         deadline = time.monotonic() + seconds

@@ -1,6 +1,7 @@
-"""Corpus pretraining (training/pretrain.py): fixed-shape batches bucketed by variate count, held-out
-windows, the system's loss choice, the dense warm-up → k-means → centroid MoE pipeline, and a smoke
-run of the Moirai-MoE recipes that registers a bundle rebuilding to the same outputs."""
+"""Corpus pretraining: fixed-shape batches bucketed by variate count and held-out windows
+(data/series/pretrain.py), the forecast objective's loss choice, the dense warm-up → k-means → centroid
+MoE pipeline (training/recipes/moirai_moe.py), and a smoke run of the Moirai-MoE recipes that
+registers a bundle rebuilding to the same outputs."""
 
 import json
 import math
@@ -14,21 +15,23 @@ import torch
 import torch.nn.functional as F
 from mlflow import MlflowClient
 
-from inference.bundle import load_bundle
+from data.schemas import ForecastBatch
 from data.series.corpus import ZERO_SHOT_EXCLUDE, CorpusConfig
-from inference.registry import get_spec
-from forecasters.moirai_moe import MoiraiMoE, MoiraiMoEConfig
-from training.pretrain import (
+from data.series.pretrain import (
     EpochSampler,
     PretrainDataConfig,
     PretrainDataModule,
     VariateBatchSampler,
-    set_cluster_centroids,
-    stack_windows,
+    corpus_window,
 )
+from forecasters.moirai_moe import MoiraiMoE, MoiraiMoEConfig
+from inference.bundle import load_bundle
+from inference.registry import get_spec
 from training.recipes import RECIPES, apply_overrides, get_recipe, smoke
+from training.recipes.moirai_moe import WarmupConfig, set_cluster_centroids
 from training.run import train
 from training.system import SeerSystem
+from training.tasks import objective_for
 
 L_, H_ = 32, 16
 
@@ -58,7 +61,9 @@ def test_train_batches_have_fixed_shapes_one_variate_count_and_no_empty_variate(
         assert len(batches) == len(dm.train_dataloader()) == 48 // 8
         keys = [k for batch in dm.batch_sampler for k in batch]
         assert len(keys) == len(set(keys))  # an epoch that is too long drops items, never repeats them
-        for x, x_mark, y, y_mark in batches:
+        for batch in batches:
+            assert isinstance(batch, ForecastBatch) and batch.loc is None and batch.scale is None
+            x, x_mark, y, y_mark = batch.x, batch.x_mark, batch.y, batch.y_mark
             b, n = x.shape[0], x.shape[2]
             assert x.shape == (b, L_, n) and y.shape == (b, H_, n) and 1 <= n <= 5 and b <= 8
             assert x_mark.shape == (b, L_, 0) and y_mark.shape == (b, H_, 0)
@@ -66,7 +71,7 @@ def test_train_batches_have_fixed_shapes_one_variate_count_and_no_empty_variate(
             short_context |= bool(torch.isnan(x[:, 0]).all(dim=-1).any())  # left-padded context
             short_horizon |= bool(torch.isnan(y[:, -1]).all(dim=-1).any())  # right-padded horizon
             seen += b
-        assert len({batch[0].shape[2] for batch in batches}) > 1  # several variate counts per epoch
+        assert len({batch.x.shape[2] for batch in batches}) > 1  # several variate counts per epoch
     assert dm.batch_sampler.skipped == 0 and seen <= 2 * 48
     assert short_context and short_horizon  # NaN-padded into the fixed frame
     keys = [k for batch in dm.batch_sampler for k in batch]  # the epoch travels with each index
@@ -101,7 +106,10 @@ def test_heldout_windows_come_from_the_val_split_standardised_and_respect_exclud
     assert set(dm.heldout_datasets) == {"ETTh1", "ETTh2", "ETTm1", "ETTm2", "weather", "exchange_rate"}
     names = set(dm.val_set.names)
     assert names == set(dm.heldout_datasets)
-    for x, _, y, _, loc, scale in dm.val_dataloader():
+    for batch in dm.val_dataloader():
+        x, y, loc, scale = batch.x, batch.y, batch.loc, batch.scale
+        assert isinstance(batch, ForecastBatch) and loc is not None and scale is not None
+        assert batch.x_mark.shape == (x.shape[0], L_, 0) and batch.y_mark.shape == (x.shape[0], H_, 0)
         assert x.shape[1:] == (L_, x.shape[2]) and y.shape[1] == H_ and x.shape[2] <= 5
         assert loc.shape == scale.shape == (x.shape[0], 1, x.shape[2]) and bool((scale > 0).all())
         assert observed_context(x)
@@ -118,13 +126,15 @@ def test_system_trains_moirai_on_its_likelihood_and_itransformer_on_mse():
     torch.manual_seed(0)
     moirai = MoiraiMoE(MoiraiMoEConfig.tiny())
     x, y = torch.randn(4, 32, 3), torch.randn(4, 16, 3)
-    batch = stack_windows([(x[i], y[i]) for i in range(4)])
+    batch = ForecastBatch.collate([corpus_window(x[i], y[i]) for i in range(4)])
     system = SeerSystem(moirai, task="forecast", lr=1e-3)
-    assert system.probabilistic and "val_nll" in system.metrics
+    assert "val_nll" in system.monitors and "val_nll" in system.metrics
+    objective = objective_for("forecast")
+    assert objective.bundle_meta(moirai) == {"probabilistic": True}
     seeded = lambda f, *a: torch.manual_seed(1) and f(*a)  # noqa: E731 (the same random scaling prefix)
     torch.testing.assert_close(seeded(system.training_step, batch, 0), seeded(moirai.loss, x, y), rtol=0, atol=0)
     aux = moirai.config.aux_loss_weight * moirai.aux_loss()
-    torch.testing.assert_close(seeded(system.nll, x, y), seeded(moirai.loss, x, y) - aux)
+    torch.testing.assert_close(seeded(objective.nll, moirai, x, y), seeded(moirai.loss, x, y) - aux)
 
     spec = get_spec("itransformer")
     itr = spec.build(spec.config_cls.tiny()).eval()  # no dropout: the two passes must agree
@@ -132,9 +142,11 @@ def test_system_trains_moirai_on_its_likelihood_and_itransformer_on_mse():
     xb, yb = torch.randn(4, cfg.lookback, cfg.n_variates), torch.randn(4, cfg.horizon, cfg.n_variates)
     xm, ym = torch.randn(4, cfg.lookback, cfg.n_marks), torch.randn(4, cfg.horizon, cfg.n_marks)
     plain = SeerSystem(itr, task="forecast", lr=1e-3)
-    assert not plain.probabilistic and "val_nll" not in plain.metrics
+    assert "val_nll" not in plain.monitors and "val_nll" not in plain.metrics
+    assert objective.bundle_meta(itr) == {}
     expected = F.mse_loss(itr(xb, xm, ym), yb)
-    torch.testing.assert_close(plain.training_step((xb, xm, yb, ym), 0), expected, rtol=0, atol=0)
+    batch = ForecastBatch(x=xb, x_mark=xm, y=yb, y_mark=ym)
+    torch.testing.assert_close(plain.training_step(batch, 0), expected, rtol=0, atol=0)
 
 
 def test_cluster_centroids_come_from_the_dense_models_inputs():
@@ -161,13 +173,14 @@ def test_moirai_recipes():
     )
     assert get_recipe("moirai-moe-small-zeroshot").corpus.exclude == ("weather", "exchange_rate")
     tiny, small = get_recipe("moirai-moe-tiny"), get_recipe("moirai-moe-small")
-    assert tiny.model_config.router == "centroid" and tiny.model_config.n_experts == 8 and tiny.warmup
+    assert tiny.model_config.router == "centroid" and tiny.model_config.n_experts == 8
+    assert isinstance(tiny.before_fit, WarmupConfig) and tiny.to_dict()["warmup"]["epochs"] == 3
     assert tiny.corpus is not None and tiny.corpus.exclude == () and tiny.trainer.monitor == "val_nll"
     assert get_recipe("moirai-moe-tiny-zeroshot").corpus.exclude == ZERO_SHOT_EXCLUDE
     assert (small.model_config.n_experts, small.trainer.precision) == (32, "bf16-mixed")
     assert tiny.data.dataset == "corpus" and tiny.to_dict()["corpus"]["sources"]["ett"] == 0.3
     over = apply_overrides(tiny, ['model.router="learned"', "corpus.epoch_size=64", "warmup.epochs=2"])
-    assert (over.model_config.router, over.corpus.epoch_size, over.warmup.epochs) == ("learned", 64, 2)
+    assert (over.model_config.router, over.corpus.epoch_size, over.before_fit.epochs) == ("learned", 64, 2)
     assert smoke(over).model_config.router == "learned"
     with pytest.raises(ValueError, match="no corpus"):
         apply_overrides(get_recipe("itransformer-etth1"), ["corpus.epoch_size=3"])

@@ -1,14 +1,22 @@
 """The forecast task's predictor: original-unit forecasting around a bundle (scale → model → unscale).
 
+Requests go through `parse` / `validate` (the rules, written once, are in `request.py`); the service maps
+a `Reason` to its 4xx and keeps no rules of its own. Point models take exactly their variates, finite
+values and at most their horizon; probabilistic any-variate models (instance-scaled) take 1..max_variates
+variates, NaN as a missing value, quantile levels, and horizons up to max_horizon. `predict_batch`,
+`point_forecast` and `quantile_forecast` trust validated input; `predict` and `predict_quantiles` are the
+checked array API (the same rules per row).
+
 See `inference.bundle` for the bundle's transform layout (standard: a global scaler and fixed variates;
 instance: the model scales each series itself, any variates).
+Shapes: B batch, L lookback, H horizon, N variates, F calendar features, Q quantile levels.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,8 +29,12 @@ from core.registry import ProbabilisticForecaster
 from data.scalers import StandardScaler
 from data.series.calendar import future_dates, time_features
 from inference.bundle import BundleError, load_bundle
+from inference.predictor import Reason, Refused
+from inference.tasks.forecast.request import ForecastInput, ForecastOutput, parse_request, refuse
 
 DEFAULT_MAX_VARIATES = 64  # any-variate models: the most variates one request may hold (work bound)
+MEDIAN = 0.5  # a probabilistic model's point forecast is this quantile of its sample paths
+WARM_UP_LEVELS = (0.1, 0.5, 0.9)
 
 
 @dataclass
@@ -30,8 +42,7 @@ class ForecastPredictor:
     """Original-unit forecasting around a bundle: scale → model → unscale.
 
     Standard bundles scale with the stored global scaler; instance-scaled bundles pass the history
-    through as it is (the model scales each series itself). Shapes: B batch, L lookback, H horizon,
-    N variates, F calendar features, Q quantile levels.
+    through as it is (the model scales each series itself).
     """
 
     task: ClassVar[str] = "forecast"
@@ -134,6 +145,23 @@ class ForecastPredictor:
     def example_input(self) -> dict[str, Any]:
         return dict(self.meta.get("example_input") or {})
 
+    def describe(self) -> dict[str, Any]:
+        """The forecast block of the model info: what a request may hold and what it gets back."""
+        return {
+            "lookback": self.lookback,
+            "horizon": self.horizon,
+            "variates": self.variates,
+            "freq": self.calendar_freq,
+            "step_seconds": self.step_seconds,
+            "uses_timestamps": self.uses_timestamps,
+            "quantiles": self.probabilistic,
+            "probabilistic": self.probabilistic,
+            "max_horizon": self.max_horizon,
+            "any_variates": self.any_variates,
+            "max_variates": self.max_variates,
+            "allows_missing": self.allows_missing,
+        }
+
     def future_timestamps(
         self, last: datetime, horizon: int | None = None, step_seconds: int | None = None
     ) -> list[datetime]:
@@ -144,61 +172,105 @@ class ForecastPredictor:
             raise ValueError(f"{self.name} has no step_seconds: pass the step to future_timestamps")
         return future_dates(last, step, self.horizon if horizon is None else horizon)
 
-    def check_history(self, history: np.ndarray) -> np.ndarray:
-        """history [B, L, N] as float64, or ValueError: L must be the lookback, N the model's variates
-        (1..max_variates for any-variate models); NaN only where missing values are allowed, never a
-        variate with no observed value, never ±inf."""
-        history = np.asarray(history, dtype=np.float64)
-        if self.any_variates:
-            ok = history.ndim == 3 and history.shape[1] == self.lookback and 1 <= history.shape[2] <= self.max_variates
-            if not ok:
-                raise ValueError(
-                    f"history must be [B, {self.lookback}, N] with 1 <= N <= {self.max_variates}, "
-                    f"got {list(history.shape)}"
-                )
-        elif history.ndim != 3 or history.shape[1:] != (self.lookback, len(self.variates)):
-            raise ValueError(f"history must be [B, {self.lookback}, {len(self.variates)}], got {list(history.shape)}")
-        if not self.allows_missing:
-            if not np.isfinite(history).all():
-                raise ValueError("history contains NaN or infinite values")
-            return history
-        if np.isinf(history).any():
-            raise ValueError("history contains infinite values (NaN marks a missing value; inf is not allowed)")
-        empty = np.argwhere(np.isnan(history).all(axis=1))  # [k, 2]: (batch row, variate)
-        if len(empty):
-            b, v = (int(i) for i in empty[0])
-            raise ValueError(f"history is all missing (NaN) for variate {v} (batch row {b}): send one value at least")
-        return history
+    def parse(self, request: ForecastInput | Mapping[str, Any]) -> ForecastInput | Reason:
+        """The request as a validated `ForecastInput`, or the first `Reason` it cannot be served (the rules
+        are in `inference.tasks.forecast.request`). `request` is a `ForecastInput` or a mapping of the JSON
+        fields: `history` (L rows of N numbers, None/NaN = missing), `timestamps` (L ISO-8601 strings or
+        datetimes), `quantiles`, `horizon`."""
+        return parse_request(self, request)
 
-    def _check_horizon(self, horizon: int | None) -> int:
-        horizon = self.horizon if horizon is None else int(horizon)
-        if not 1 <= horizon <= self.max_horizon:
-            raise ValueError(f"horizon must be in [1, {self.max_horizon}], got {horizon}")
-        return horizon
+    def validate(self, request: ForecastInput | Mapping[str, Any]) -> Reason | None:
+        """`parse` without the input: None when the request can be served, else what to fix."""
+        parsed = self.parse(request)
+        return parsed if isinstance(parsed, Reason) else None
+
+    # Prediction on validated input.
+    def predict_batch(self, inputs: Sequence[ForecastInput]) -> list[ForecastOutput | Exception]:
+        """Blocking: one answer (or one exception) per input accepted by `parse`, in order.
+
+        Point models: inputs of one variate count share a forward pass; a pass that raises is retried one
+        input at a time, so the input at fault fails alone. Probabilistic models: each input runs on its
+        own — its S sample paths already are the batch, and its seeded draws must not depend on its
+        batch-mates, so the same request always gets the same quantiles. Their forecast is the median of
+        the same sample paths, so it always lies inside the quantile band, up to max_horizon.
+        """
+        if self.probabilistic:
+            return [self._quantile_output(inp) for inp in inputs]
+        groups: dict[int, list[int]] = {}  # N -> input indices: histories of different widths cannot stack
+        for i, inp in enumerate(inputs):
+            groups.setdefault(inp.history.shape[1], []).append(i)
+        out: dict[int, ForecastOutput | Exception] = {}
+        for idx in groups.values():
+            out.update(zip(idx, self._point_outputs([inputs[i] for i in idx]), strict=True))
+        return [out[i] for i in range(len(inputs))]
+
+    def _point_outputs(self, inputs: list[ForecastInput]) -> list[ForecastOutput | Exception]:
+        history = np.stack([inp.history for inp in inputs])  # [B, L, N]
+        stamps = [inp.timestamps or [] for inp in inputs] if self.uses_timestamps else None
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow is told per input below, not logged
+                y = self.point_forecast(history, stamps)  # [B, H, N]
+        except Exception as e:
+            if len(inputs) > 1:  # find the input at fault: its batch-mates still get their answers
+                return [self._point_outputs([inp])[0] for inp in inputs]
+            return [_as_refusal(e)]
+        return [self._output(inp, y[b]) for b, inp in enumerate(inputs)]
+
+    def _quantile_output(self, inp: ForecastInput) -> ForecastOutput | Exception:
+        """One input's quantiles (its levels and the median) from one seeded call: [1, h, N, Q]."""
+        levels = sorted({*(inp.levels or ()), MEDIAN})
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                q = self.quantile_forecast(inp.history[None], levels, inp.horizon or self.horizon)[0]
+        except Exception as e:
+            return _as_refusal(e)
+        by_level = {level: q[..., k] for k, level in enumerate(levels)}  # each [h, N]
+        asked = None if inp.levels is None else {level: by_level[level] for level in inp.levels}
+        return self._output(inp, by_level[MEDIAN], asked)
+
+    def _output(
+        self, inp: ForecastInput, y: np.ndarray, quantiles: dict[float, np.ndarray] | None = None
+    ) -> ForecastOutput | Exception:
+        """The answer from a forecast [≥h, N] (and level -> [h, N]), refused when any of it is not finite."""
+        y = y[: inp.horizon or self.horizon]
+        if not np.isfinite(y).all() or not all(np.isfinite(v).all() for v in (quantiles or {}).values()):
+            # Finite inputs far outside the training range overflow float32 after scaling.
+            largest = np.nanmax(np.abs(inp.history))
+            return refuse(
+                f"the forecast is not finite for this history (largest |value| {largest:.3g}); "
+                "send values in the units and range the model was trained on",
+                "history",
+            )
+        return ForecastOutput(y, quantiles, self._future(inp))
+
+    def _future(self, inp: ForecastInput) -> list[datetime] | None:
+        """The h timestamps after the input's last one, at the model's step (or, for models trained without
+        a fixed step, the input's own last step); None when the input has none."""
+        stamps = inp.timestamps
+        if stamps is None:
+            return None
+        step = self.step_seconds
+        if step is None:
+            if len(stamps) < 2:
+                return None
+            step = int((stamps[-1] - stamps[-2]).total_seconds())
+        return self.future_timestamps(stamps[-1], inp.horizon, step)
+
+    def _scaled(self, history: np.ndarray) -> torch.Tensor:
+        if self.scaler is None:
+            return torch.from_numpy(history.astype(np.float32))
+        return torch.from_numpy(self.scaler.transform(history.reshape(-1, history.shape[-1])).reshape(history.shape))
 
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     @torch.no_grad()
-    def predict(
-        self, history: np.ndarray, timestamps: list[list[datetime]] | None = None, horizon: int | None = None
-    ) -> np.ndarray:
-        """history [B, L, N] in original units (+ B lists of L timestamps) -> point forecast [B, h, N],
-        h = `horizon` (default and most: the trained horizon H; the model forecasts H and the first h
-        steps are returned)."""
-        history = self.check_history(history)
-        h = self.horizon if horizon is None else int(horizon)
-        if not 1 <= h <= self.horizon:
-            hint = f"; quantile forecasts reach {self.max_horizon}" if self.max_horizon > self.horizon else ""
-            raise ValueError(f"point forecasts cover horizon 1..{self.horizon}, got {h}{hint}")
-        if self.scaler is None:
-            x = torch.from_numpy(history.astype(np.float32))
-        else:
-            x = torch.from_numpy(self.scaler.transform(history.reshape(-1, history.shape[-1])).reshape(history.shape))
+    def point_forecast(self, history: np.ndarray, timestamps: Sequence[Sequence[datetime]] | None = None) -> np.ndarray:
+        """Trusts its input (see `parse`): history [B, L, N] in original units (+ B lists of L timestamps
+        for models that use calendar features) -> point forecast [B, H, N] in original units."""
+        x = self._scaled(history)
         marks = future = None
-        if self.uses_timestamps:
-            if timestamps is None or len(timestamps) != history.shape[0]:
-                raise ValueError("this model uses calendar features: timestamps are required for every history")
+        if self.uses_timestamps and timestamps is not None:
             # One call for the whole batch: per-request calls dominated a batched forecast's CPU time.
             # The horizon's calendar follows the last timestamp at the training data's step.
             flat = [t for ts in timestamps for t in (*ts, *self.future_timestamps(ts[-1]))]
@@ -215,9 +287,53 @@ class ForecastPredictor:
         y_np = y.float().cpu().numpy().astype(np.float64)
         if self.scaler is not None:
             y_np = self.scaler.inverse(y_np.reshape(-1, y_np.shape[-1])).reshape(y_np.shape)
-        return y_np if horizon is None else y_np[:, :h]
+        return y_np
 
     @torch.no_grad()
+    def quantile_forecast(
+        self,
+        history: np.ndarray,
+        levels: Sequence[float],
+        horizon: int,
+        num_samples: int | None = None,
+        seed: int = 0,
+    ) -> np.ndarray:
+        """Trusts its input (see `parse`): history [B, L, N] in original units (NaN = missing) ->
+        quantiles [B, h, N, Q] in original units, empirical quantiles over `num_samples` sample paths
+        (default: the model's). The draws come from a generator seeded with `seed`, so the same call
+        gives the same numbers; they depend on the whole batch, so call with B = 1 for answers that do
+        not depend on other rows."""
+        model = self.model
+        if not isinstance(model, ProbabilisticForecaster):
+            kind = type(model).__name__
+            raise BundleError(f"{self.name}: the bundle says probabilistic, but {kind} has no quantiles")
+        device = self._device()
+        generator = torch.Generator(device=device).manual_seed(seed)
+        x = self._scaled(history).to(device)  # a probabilistic model on a global scaler is scaled too
+        out = model.quantiles(x, list(levels), num_samples=num_samples, generator=generator, horizon=horizon)
+        y = out.float().cpu().numpy().astype(np.float64)  # [B, h, N, Q]
+        if self.scaler is not None:  # per variate; an affine map with std > 0 keeps the quantiles' order
+            y = (y * self.scaler.std[:, None] + self.scaler.mean[:, None]).astype(np.float64)
+        return y
+
+    # The checked array API (pyfunc, training, scripts): the request rules per row, then the trusted path.
+    def predict(
+        self,
+        history: np.ndarray,
+        timestamps: Sequence[Sequence[datetime]] | None = None,
+        horizon: int | None = None,
+    ) -> np.ndarray:
+        """history [B, L, N] in original units (+ B lists of L timestamps) -> point forecast [B, h, N],
+        h = `horizon` (default and most: the trained horizon H; the model forecasts H and the first h
+        steps are returned). `Refused` (a ValueError) when a row breaks a request rule."""
+        inputs = self._parse_rows(history, timestamps, horizon, None)
+        h = self.horizon if horizon is None else int(horizon)
+        if h > self.horizon:
+            hint = f"; quantile forecasts reach {self.max_horizon}" if self.max_horizon > self.horizon else ""
+            raise refuse(f"point forecasts cover horizon 1..{self.horizon}, got {h}{hint}", "horizon")
+        stamps = [inp.timestamps or [] for inp in inputs] if self.uses_timestamps else None
+        return self.point_forecast(np.stack([inp.history for inp in inputs]), stamps)[:, :h]
+
     def predict_quantiles(
         self,
         history: np.ndarray,
@@ -227,31 +343,74 @@ class ForecastPredictor:
         seed: int = 0,
     ) -> np.ndarray:
         """history [B, L, N] in original units (NaN = missing) -> quantiles [B, h, N, Q] in original units,
-        h = `horizon` (default H, at most `max_horizon`), empirical quantiles over `num_samples` sample
-        paths (default: the model's). The draws come from a generator seeded with `seed`, so the same
-        call gives the same numbers; they depend on the whole batch, so call with B = 1 for answers that
-        do not depend on other rows."""
-        if not self.probabilistic:
-            raise ValueError(f"{self.name} gives point forecasts only; it has no quantiles")
-        q = [float(level) for level in levels]
-        if not q or not all(0.0 < level < 1.0 for level in q):
-            raise ValueError(f"quantile levels must be a non-empty list inside (0, 1), got {q}")
-        history = self.check_history(history)
-        h = self._check_horizon(horizon)
-        if self.scaler is None:
-            x = torch.from_numpy(history.astype(np.float32))
-        else:  # a probabilistic model on a global scaler
-            x = torch.from_numpy(self.scaler.transform(history.reshape(-1, history.shape[-1])).reshape(history.shape))
-        device = self._device()
-        generator = torch.Generator(device=device).manual_seed(seed)
-        model = self.model
-        if not isinstance(model, ProbabilisticForecaster):
-            raise BundleError(f"{self.name}: the bundle says probabilistic, but {type(model).__name__} has no quantiles")
-        out = model.quantiles(x.to(device), q, num_samples=num_samples, generator=generator, horizon=h)  # [B, h, N, Q]
-        y = out.float().cpu().numpy().astype(np.float64)
-        if self.scaler is not None:  # per variate; an affine map with std > 0 keeps the quantiles' order
-            y = (y * self.scaler.std[:, None] + self.scaler.mean[:, None]).astype(np.float64)
-        return y
+        h = `horizon` (default H, at most `max_horizon`); see `quantile_forecast`. `Refused` (a
+        ValueError) when a row breaks a request rule (levels strictly increasing inside (0, 1))."""
+        inputs = self._parse_rows(history, None, horizon, levels)
+        h = inputs[0].horizon or self.horizon
+        return self.quantile_forecast(np.stack([inp.history for inp in inputs]), levels, h, num_samples, seed)
+
+    def _parse_rows(
+        self,
+        history: np.ndarray,
+        timestamps: Sequence[Sequence[datetime]] | None,
+        horizon: int | None,
+        levels: Sequence[float] | None,
+    ) -> list[ForecastInput]:
+        """Each row of a [B, L, N] batch through `parse`; the first refusal is raised, naming its row."""
+        x = np.asarray(history, dtype=np.float64)
+        if x.ndim != 3 or len(x) == 0:
+            raise refuse(f"history must be a batch [B, L, N] with B >= 1, got shape {list(x.shape)}", "history")
+        if timestamps is not None and len(timestamps) != len(x):
+            raise refuse(f"timestamps must hold one list per history ({len(x)}), got {len(timestamps)}", "timestamps")
+        lv = None if levels is None else tuple(float(level) for level in levels)
+        inputs: list[ForecastInput] = []
+        for b in range(len(x)):
+            parsed = self.parse(ForecastInput(x[b], None if timestamps is None else timestamps[b], horizon, lv))
+            if isinstance(parsed, Reason):
+                raise Refused(replace(parsed, message=f"batch row {b}: {parsed.message}") if len(x) > 1 else parsed)
+            inputs.append(parsed)
+        return inputs
+
+    def warm_up(self) -> None:
+        """One prediction on the bundle's example input, through the path the service uses (so the first
+        request is not the slow one), which also validates the bundle: the example must be a valid request,
+        the answer horizon × variates and finite, quantiles (probabilistic models) ordered like their levels
+        and max_horizon within the model's own. ValueError otherwise (a hot reload then refuses the version).
+        """
+        if isinstance(self.model, ProbabilisticForecaster) and self.max_horizon > self.model.max_horizon:
+            own = self.model.max_horizon
+            raise ValueError(f"the metadata's max_horizon {self.max_horizon} exceeds the model's {own}")
+        levels = WARM_UP_LEVELS if self.probabilistic else None
+        inp = self.parse({**self._warm_up_request(), "quantiles": levels})
+        if isinstance(inp, Reason):
+            raise ValueError(f"the example input is not a valid request: {inp.message}")
+        (out,) = self.predict_batch([inp])
+        if isinstance(out, Exception):
+            raise ValueError(f"warm-up forecast on the example input failed: {out}") from out
+        H, N = self.horizon, inp.history.shape[1]
+        if out.forecast.shape != (H, N):
+            raise ValueError(f"warm-up forecast has shape {out.forecast.shape}, the metadata says ({H}, {N})")
+        if out.quantiles is not None:
+            q = np.stack([out.quantiles[level] for level in WARM_UP_LEVELS], axis=-1)  # [H, N, Q]
+            if (np.diff(q, axis=-1) < 0).any():
+                raise ValueError("warm-up quantiles on the example input decrease with the level")
+
+    def _warm_up_request(self) -> dict[str, Any]:
+        """The example input; where it lacks a history, a synthetic window (at the scaler's mean, or a ramp
+        for instance-scaled models), and where it lacks timestamps a model needs, hourly-or-step ones."""
+        example = self.example_input
+        L = self.lookback
+        history = example.get("history")
+        if history is None:
+            if self.scaler is None:
+                history = np.linspace(0.0, 1.0, L)[:, None].repeat(max(1, len(self.variates)), axis=1)
+            else:
+                history = np.broadcast_to(self.scaler.mean, (L, len(self.variates)))
+        stamps = example.get("timestamps") or None
+        if stamps is None and self.uses_timestamps:
+            step = timedelta(seconds=self.step_seconds or 3600)
+            stamps = [datetime(2020, 1, 1) + step * k for k in range(L)]
+        return {"history": np.asarray(history, dtype=np.float64), "timestamps": stamps}
 
     def pyfunc_predict(self, model_input: Any) -> pd.DataFrame:
         """The MLflow pyfunc forecast of one history: H rows, `date` (when known) + one column per variate.
@@ -278,9 +437,19 @@ class ForecastPredictor:
             history = frame[columns].to_numpy(dtype=np.float64)
             names = [str(c) for c in columns]
             stamps = frame["date"].astype(str).tolist() if "date" in frame.columns else None
-        timestamps = [[datetime.fromisoformat(str(s)) for s in stamps]] if stamps is not None else None
-        forecast = self.predict(history[None], timestamps)[0]  # [H, N]
+        inp = self.parse({"history": history, "timestamps": None if stamps is None else [str(s) for s in stamps]})
+        if isinstance(inp, Reason):
+            raise Refused(inp)
+        timestamps = None if inp.timestamps is None else [inp.timestamps]
+        forecast = self.point_forecast(inp.history[None], timestamps)[0]  # [H, N]
         out = pd.DataFrame(forecast, columns=names)
-        if timestamps is not None:
-            out.insert(0, "date", [d.isoformat() for d in self.future_timestamps(timestamps[0][-1])])
+        if inp.timestamps is not None:
+            out.insert(0, "date", [d.isoformat() for d in self.future_timestamps(inp.timestamps[-1])])
         return out
+
+
+def _as_refusal(e: Exception) -> Exception:
+    """A ValueError the model raised on one input is that input's fault: a refusal naming the history."""
+    if isinstance(e, ValueError) and not isinstance(e, Refused):
+        return refuse(str(e), "history")
+    return e

@@ -1,0 +1,128 @@
+"""The contract between data and training: typed batches and what a DataModule offers besides them.
+
+Shapes: B batch, L lookback, H horizon, N variates, F calendar features, k plotted variates.
+
+A dataset yields one window per item (`ForecastWindow`); `ForecastBatch.collate` stacks windows of one
+shape into a batch. Batches are plain (mutable) dataclasses of tensors because Lightning moves those to
+the device field by field (`lightning_utilities.apply_to_collection` refuses frozen dataclasses).
+Every DataModule a recipe builds is a `SeerDataModule`: `training.run` sizes the model, writes the
+bundle's transform and example, and plots through it without knowing which data it is.
+A new task adds its window, batch and example here, next to the forecast ones.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Protocol
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+
+class Batch(Protocol):
+    """What the training system reads of any batch (the rest is the task objective's)."""
+
+    @property
+    def size(self) -> int: ...
+
+
+class SeerDataModule(L.LightningDataModule, ABC):
+    """A LightningDataModule whose loaders yield typed batches, plus what a run needs besides fitting."""
+
+    @abstractmethod
+    def setup(self, stage: str | None = None) -> None:
+        """Read and prepare the data; idempotent (the run calls it first, Lightning again)."""
+
+    @abstractmethod
+    def model_dims(self) -> dict[str, int]:
+        """The model config's fields that the data fixes (e.g. lookback, horizon, variates)."""
+
+    @abstractmethod
+    def transform_state(self, model: nn.Module) -> dict[str, Any]:
+        """The bundle's transform: what serving needs to turn requests into the model's inputs."""
+
+    @abstractmethod
+    def example_input(self) -> dict[str, Any]:
+        """A request-shaped example stored in the bundle (warm-up, docs)."""
+
+    @abstractmethod
+    def signature_example(self) -> Any:
+        """The input example MLflow logs with the model (and infers its signature from)."""
+
+    @abstractmethod
+    def evaluation_example(self) -> Any:
+        """The example the task objective plots after a run (e.g. a `ForecastExample`)."""
+
+
+@dataclass(kw_only=True)
+class ForecastWindow:
+    """One window: x [L, N], x_mark [L, F], y [H, N], y_mark [H, F]; loc/scale [1, N] when the window is
+    in original units and is scored after standardising with them (see `ForecastBatch`)."""
+
+    x: torch.Tensor
+    x_mark: torch.Tensor
+    y: torch.Tensor
+    y_mark: torch.Tensor
+    loc: torch.Tensor | None = None
+    scale: torch.Tensor | None = None
+
+
+@dataclass(kw_only=True)
+class ForecastBatch:
+    """x [B, L, N] history, x_mark [B, L, F] its calendar features, y [B, H, N] the target, y_mark [B, H, F].
+
+    NaN marks a missing value (in x: unobserved context; in y: left out of the loss and the metrics).
+    `loc`/`scale` [B, 1, N] are None for windows already scaled (a dataset's train-fitted scaler); set, the
+    windows are in original units (the corpus mixes datasets in their own units) and are scored on
+    `(value - loc) / scale`."""
+
+    x: torch.Tensor
+    x_mark: torch.Tensor
+    y: torch.Tensor
+    y_mark: torch.Tensor
+    loc: torch.Tensor | None = None
+    scale: torch.Tensor | None = None
+
+    @property
+    def size(self) -> int:
+        """B, the number of windows."""
+        return int(self.x.shape[0])
+
+    @classmethod
+    def collate(cls, windows: Sequence[ForecastWindow]) -> ForecastBatch:
+        """Windows of one shape (loc/scale on all or none) stacked along a new batch dimension."""
+        if not windows:
+            raise ValueError("a batch needs at least one window")
+        names = [f.name for f in fields(ForecastWindow)]
+        shapes = {tuple(None if t is None else tuple(t.shape) for t in (getattr(w, n) for n in names)) for w in windows}
+        if len(shapes) != 1:
+            raise ValueError(f"a batch needs windows of one shape, got {sorted(shapes, key=str)}")
+
+        def stack(name: str) -> torch.Tensor:
+            return torch.stack([getattr(w, name) for w in windows])
+
+        first = windows[0]
+        return cls(
+            x=stack("x"),
+            x_mark=stack("x_mark"),
+            y=stack("y"),
+            y_mark=stack("y_mark"),
+            loc=None if first.loc is None else stack("loc"),
+            scale=None if first.scale is None else stack("scale"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ForecastExample:
+    """The window a run's evaluation plot shows, in original units: history [L, k], its `timestamps`
+    (ISO-8601, None when the data has no calendar), truth [H, k] and the k variate `names`."""
+
+    history: np.ndarray
+    truth: np.ndarray
+    names: list[str]
+    timestamps: list[str] | None
+    title: str  # what the window is, e.g. "last test window"

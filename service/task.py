@@ -1,0 +1,93 @@
+"""What a task plugs into the service (`ServiceTask`), and the jobs its requests become.
+
+`service.tasks.TASKS` lists one `ServiceTask` per served task: its router (mounted under `/v1`, behind
+the bearer token), its request/response schemas, its model info schema, and its batch function. A
+request is parsed and validated by the model's predictor before it may join a batch, so a bad one cannot
+spoil its batch-mates; it then waits in the model's micro-batcher as a `Job` (the `LoadedModel` it was
+validated against + the predictor's parsed input). `run_by_task` is the batchers' one batch function:
+it hands each task its own jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from inference.predictor import Refused
+from service.errors import ServiceError
+from service.schemas import ModelInfo
+from service.store import LoadedModel
+
+I = TypeVar("I")  # noqa: E741  (a task's parsed input)
+O = TypeVar("O")  # noqa: E741  (a predictor's output for one input)
+R = TypeVar("R")  # one response body
+
+
+@dataclass(frozen=True)
+class Job(Generic[I]):
+    """One validated request, ready to join a batch: answered by the version that validated it."""
+
+    model: LoadedModel
+    input: I
+
+
+@dataclass(frozen=True)
+class ServiceTask:
+    """One task's part of the service. `router` is made with `service.deps.V1` (under `/v1`, behind the
+    bearer token); `path` is its endpoint (`/v1/models/{name}/<task>`); `run_batch(jobs)` answers jobs of
+    this task with one response body or one exception each."""
+
+    name: str  # = the predictor's `task`
+    path: str
+    router: APIRouter
+    request: type[BaseModel]
+    response: type[BaseModel]
+    info: type[ModelInfo]
+    run_batch: Callable[[list[Job[Any]]], list[Any]]
+
+    def endpoint(self, model: str) -> str:
+        return f"POST {self.path.format(name=model)}"
+
+
+def run_jobs(jobs: list[Job[Any]], answer: Callable[[Job[Any], Any], R]) -> list[R | Exception]:
+    """Blocking (a batcher's worker thread): each job's predictor output turned into its response by
+    `answer`, or its exception (a `Refused` input becomes its 4xx).
+
+    Jobs normally share one model; after a hot swap the queue can hold two versions, and each job is
+    answered by the version that validated it: one `predict_batch` call per version.
+    """
+    groups: dict[int, list[int]] = {}
+    for i, job in enumerate(jobs):
+        groups.setdefault(id(job.model), []).append(i)
+    out: dict[int, R | Exception] = {}
+    for idx in groups.values():
+        predictor = jobs[idx[0]].model.predictor
+        try:
+            results = predictor.predict_batch([jobs[i].input for i in idx])
+        except Exception as e:  # predict_batch itself broke (a bug): each of its jobs hears of it
+            results = [e] * len(idx)
+        for i, result in zip(idx, results, strict=True):
+            out[i] = _error(result) if isinstance(result, Exception) else answer(jobs[i], result)
+    return [out[i] for i in range(len(jobs))]
+
+
+def _error(e: Exception) -> Exception:
+    if isinstance(e, Refused):
+        return ServiceError(e.reason.status, e.reason.message, e.reason.field)
+    return e
+
+
+def run_by_task(tasks: Mapping[str, ServiceTask], jobs: list[Job[Any]]) -> list[Any]:
+    """The batchers' batch function: each task's jobs to its own `run_batch` (a hot swap may change the
+    task a name serves, so a queue can hold jobs of two tasks), answers back in order."""
+    groups: dict[str, list[int]] = {}
+    for i, job in enumerate(jobs):
+        groups.setdefault(job.model.predictor.task, []).append(i)
+    out: dict[int, Any] = {}
+    for task, idx in groups.items():
+        out.update(zip(idx, tasks[task].run_batch([jobs[i] for i in idx]), strict=True))
+    return [out[i] for i in range(len(jobs))]
