@@ -207,12 +207,18 @@ def test_checker_reports_a_bad_import(rel_path, source, imported):
 @pytest.mark.parametrize(
     ("rel_path", "source"),
     [
-        ("service/x.py", "from inference.bundle import load_bundle\nfrom inference.registry import REGISTRY\nimport fastapi\n"),
+        (
+            "service/x.py",
+            "from inference.bundle import load_bundle\nfrom inference.registry import REGISTRY\nimport fastapi\n",
+        ),
         ("inference/registry.py", "from forecasters import SPECS\nfrom signals import SPECS as S\n"),
         ("training/recipes/informer.py", "from forecasters.informer import InformerConfig\n"),
         ("training/run.py", "from inference.registry import get_spec\nfrom data.schemas import ForecastBatch\n"),
         ("data/series/windows.py", "import lightning as L\n"),  # LightningDataModules live in data
-        ("training/system.py", "import lightning as L\nimport mlflow\nfrom data.series.windows import ForecastDataModule\n"),
+        (
+            "training/system.py",
+            "import lightning as L\nimport mlflow\nfrom data.series.windows import ForecastDataModule\n",
+        ),
         (
             "seer/cli.py",
             "def main():\n    from training.recipes import RECIPES\n    from service.app import create_app\n",

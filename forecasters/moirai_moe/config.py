@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from core.ops.rope.reference import rope_rotary_dims
 from core.config import ConfigMixin, check_positive
+from core.ops.rope.reference import rope_rotary_dims
 
 ROUTERS = ("centroid", "learned")
 IMPLS = ("auto", "triton", "reference")

@@ -16,10 +16,10 @@ from core.nn import MoEFeedForward
 from core.nn.moe import kmeans
 from core.ops.attention.reference import attention_reference
 from core.ops.rope.reference import rope_reference
-from inference.registry import get_spec
 from forecasters.moirai_moe import MoiraiMoE, MoiraiMoEConfig
 from forecasters.moirai_moe.distribution import NUM_PARAMS, PatchMixture, sample_gamma
 from forecasters.moirai_moe.model import instance_scale, patchify, token_ids, unpatchify
+from inference.registry import get_spec
 
 
 @pytest.fixture(autouse=True)
