@@ -1,4 +1,4 @@
-"""`seer` — train, evaluate, serve, retrain and list recipes (DESIGN section 6: a stable contract).
+"""`seer` — train, evaluate, serve, retrain and list recipes (a stable contract: README, The `seer` command).
 
 Every command reads `MLFLOW_TRACKING_URI` (default: `sqlite:///<cwd>/mlflow.db`) and prints where its
 results went. Rooms are imported inside the commands so `seer --help` stays instant.
@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_serve)
 
     rt = sub.add_parser("retrain", help="scheduled retraining: champion/challenger jobs from a YAML file")
-    rt.add_argument("--jobs", required=True, metavar="FILE", help="the jobs file (YAML; see training/retrain.py)")
+    rt.add_argument("--jobs", required=True, metavar="FILE", help="the jobs file (YAML; format: README, Retraining)")
     rt.add_argument("--once", action="store_true", help="run every job once now; exit 1 if any failed")
     rt.set_defaults(func=cmd_retrain)
 

@@ -1,4 +1,4 @@
-"""The bodies every task shares (DESIGN §7): model info, errors, readiness, reload reports.
+"""The bodies every task shares: model info, errors, readiness, reload reports.
 
 Each task's request, response and model info block are in `service/tasks/<task>/schemas.py`; its
 `<Task>ModelInfo` extends `ModelInfo` with the fields of `Predictor.describe()`, flat beside the common

@@ -1,4 +1,4 @@
-"""The import direction of DESIGN section 2, checked by reading the source (nothing is imported).
+"""The import direction (ARCHITECTURE.md, rooms and imports), checked by reading the source (nothing is imported).
 
 Every `import x` / `from x import y` counts, at any depth (inside functions, `if TYPE_CHECKING:`,
 try/except), and so does `importlib.import_module("x")` / `__import__("x")` with a literal name,
@@ -160,7 +160,7 @@ def test_the_tree_follows_the_import_direction():
     for path in files:
         rel = path.relative_to(REPO).as_posix()
         violations.extend(check_source(path.read_text(encoding="utf-8"), rel))
-    assert not violations, "import direction broken (DESIGN section 2):\n" + "\n".join(map(str, violations))
+    assert not violations, "import direction broken (ARCHITECTURE.md):\n" + "\n".join(map(str, violations))
 
 
 @pytest.mark.parametrize(

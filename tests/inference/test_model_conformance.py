@@ -1,4 +1,4 @@
-"""One conformance suite over every registered model of every family (DESIGN section 3).
+"""One conformance suite over every registered model of every family (ARCHITECTURE.md, "The model contract").
 
 Each model is driven through its spec alone: `spec.config_cls.tiny()` for a config and
 `spec.example_inputs(config, batch, generator)` for the inputs of `model(*inputs)`, so a new family's

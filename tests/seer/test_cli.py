@@ -1,4 +1,4 @@
-"""The `seer` command is a stable contract (DESIGN section 6): its commands and flags are frozen here."""
+"""The `seer` command is a stable contract (README, "The `seer` command"): its commands and flags are frozen here."""
 
 import re
 from pathlib import Path

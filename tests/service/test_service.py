@@ -1,4 +1,4 @@
-"""The HTTP contract of DESIGN §7 on tiny local bundles: happy path, liveness/readiness, and every
+"""The HTTP contract of the README on tiny local bundles: happy path, liveness/readiness, and every
 client mistake answered with a 4xx that says what to fix (never a 500).
 
 Startup with a ref that cannot be loaded raises `RuntimeError` naming the ref (the process exits
@@ -19,7 +19,6 @@ from pydantic import ValidationError
 
 from inference.tasks.forecast import ForecastPredictor
 from service import Settings, create_app
-from service.settings import parse_model_ref
 from service.store import ModelStore
 from tests.service.service_fixtures import START, H, L, N, assert_4xx, hourly_stamps, make_bundle, point_history
 
@@ -28,20 +27,6 @@ from tests.service.service_fixtures import START, H, L, N, assert_4xx, hourly_st
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bundles")
     return {"m": make_bundle(root / "m"), "plain": make_bundle(root / "plain", calendar=False, seed=1)}
-
-
-@pytest.fixture(scope="module")
-def store(bundles: dict[str, Path]) -> ModelStore:
-    s = ModelStore()
-    s.load_all([parse_model_ref(f"{name}={path}") for name, path in bundles.items()])
-    return s
-
-
-@pytest.fixture(scope="module")
-def client(bundles: dict[str, Path]) -> TestClient:
-    refs = ",".join(f"{name}={path}" for name, path in bundles.items())
-    with TestClient(create_app(Settings(models=refs))) as c:  # runs lifespan: load + warm up
-        yield c
 
 
 def post(client: TestClient, body: dict | str, name: str = "m"):

@@ -36,20 +36,6 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"moirai": make_moirai_bundle(root / "moirai"), "plain": make_bundle(root / "plain", calendar=False)}
 
 
-@pytest.fixture(scope="module")
-def store(bundles: dict[str, Path]) -> ModelStore:
-    s = ModelStore()
-    s.load_all([parse_model_ref(f"{name}={path}") for name, path in bundles.items()])
-    return s
-
-
-@pytest.fixture(scope="module")
-def client(bundles: dict[str, Path]) -> TestClient:
-    refs = ",".join(f"{name}={path}" for name, path in bundles.items())
-    with TestClient(create_app(Settings(models=refs))) as c:  # lifespan: load + warm up both
-        yield c
-
-
 def post(client: TestClient, body: dict[str, Any] | str, name: str = "moirai") -> Any:
     if isinstance(body, str):
         return client.post(f"/v1/models/{name}/forecast", content=body, headers={"content-type": "application/json"})

@@ -1,4 +1,4 @@
-"""Scheduled retraining with champion/challenger promotion (DESIGN section 6, last point).
+"""Scheduled retraining with champion/challenger promotion (README, Retraining).
 
 `seer retrain --jobs jobs.yaml` runs every job on its cron schedule until SIGINT/SIGTERM;
 `seer retrain --jobs jobs.yaml --once` runs every job once, now, and exits 1 if any failed.
