@@ -2,20 +2,12 @@
 
 A bundle is everything needed to serve a model, with nothing pickled:
   config.json = {"format": 1, "name": registered name, "model": registry key, "task",
-                 "model_config": {...}, "transform": {scaler, variates, calendar_freq, step_seconds,
-                 lookback, horizon, dataset}, "example_input": {...}, "metrics": {...}}
+                 "model_config": {...}, "transform": {the task's transform state}, "example_input": {...},
+                 "metrics": {...}}
   weights.safetensors = the state dict.
-Two kinds of transform:
-  standard (default): a global per-variate `scaler` fitted on the training data, a fixed list of
-      `variates`, finite histories only; a point forecast of the trained `horizon`.
-  instance (`"kind": "instance"`, foundation models such as Moirai-MoE): `scaler` null (the model
-      scales each series itself from its observed context), `variates` null (any number of variates,
-      up to `max_variates`, default 64), NaN = missing; with `"probabilistic": true` in the meta (or a
-      model that has `quantiles`), quantile forecasts up to `max_horizon` (default: `horizon`).
 Training writes it; the MLflow pyfunc model and the FastAPI service both load it through the task's
 predictor (`inference.predictor.load_predictor`), so serving applies exactly the transforms training
-fitted. The transform layout above is the forecast task's; other tasks keep their own transform state
-under the same key.
+fitted. Each task documents its own transform layout in its predictor module (`inference/tasks/<task>/`).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def configure_service_log() -> None:
 def run(settings: Settings) -> None:
     """Serve until interrupted. Sets torch's intra-op threads first (process-wide, so not in `create_app`):
     with one thread per core, the spinning OpenMP workers starve the event loop that parses requests; on
-    2 cores a 96 × 7 iTransformer forward went from 0.8 ms (1 thread) to 35 ms (2 threads) under load."""
+    2 cores a 96 × 7 forecaster forward went from 0.8 ms (1 thread) to 35 ms (2 threads) under load."""
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     configure_access_log()

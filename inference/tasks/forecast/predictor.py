@@ -7,8 +7,14 @@ variates, NaN as a missing value, quantile levels, and horizons up to max_horizo
 `point_forecast` and `quantile_forecast` trust validated input; `predict` and `predict_quantiles` are the
 checked array API (the same rules per row).
 
-See `inference.bundle` for the bundle's transform layout (standard: a global scaler and fixed variates;
-instance: the model scales each series itself, any variates).
+The bundle's `transform` (`inference.bundle`): {scaler, variates, calendar_freq, step_seconds, lookback,
+horizon, dataset, kind, max_variates, max_horizon}. Two kinds of transform:
+  standard (default): a global per-variate `scaler` fitted on the training data, a fixed list of
+      `variates`, finite histories only; a point forecast of the trained `horizon`.
+  instance (`"kind": "instance"`, foundation models): `scaler` null (the model
+      scales each series itself from its observed context), `variates` null (any number of variates,
+      up to `max_variates`, default 64), NaN = missing; with `"probabilistic": true` in the meta (or a
+      model that has `quantiles`), quantile forecasts up to `max_horizon` (default: `horizon`).
 Shapes: B batch, L lookback, H horizon, N variates, F calendar features, Q quantile levels.
 """
 
