@@ -1,7 +1,8 @@
 # Developer entry points. Everything runs from the project's virtualenv (.venv).
 #   make setup && make test && make demo
 # torch is installed first and pinned; `pip install -e .` then finds `torch>=2.4` met and leaves it.
-# CPU-only machine: make setup TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+# From plain PyPI on Linux the pin installs the CUDA build (~2.7 GB; it runs on CPU too). `make setup-cpu`
+# takes the CPU-only build from PyTorch's CPU index instead (README, "About pip install torch").
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,15 +11,22 @@ TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=
 MODELS ?= itransformer-etth1@champion
 
-.PHONY: setup demo test lint typecheck bench-accuracy serve clean
+.PHONY: setup setup-cpu demo demo-pretrained test lint typecheck bench-accuracy results gpu-dry-run gpu-prepare gpu-run serve clean
 
 setup:
 	python3 -m venv $(VENV)
 	$(PIP) install torch==$(TORCH_VERSION) $(TORCH_PIP_ARGS)
 	$(PIP) install -e '.[dev]'
 
+setup-cpu:
+	$(MAKE) setup TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+
 demo:
 	$(VENV)/bin/seer demo
+
+# The shipped pretrained Moirai-MoE: registered (no training), served, one zero-shot forecast.
+demo-pretrained:
+	$(VENV)/bin/seer demo moirai-moe-tiny
 
 test:
 	$(PY) -m pytest -q
@@ -32,6 +40,22 @@ typecheck:
 
 bench-accuracy:
 	$(PY) bench/accuracy.py
+
+# docs/RESULTS.md and the README's results blocks, from bench/results/*.json
+results:
+	$(PY) bench/report.py
+
+# The prepared GPU run (README, "GPU run"): dry run here; pack for a GPU without PyPI; the run itself.
+GPU_OUT ?= /tmp/seer-gpu-run
+GPU_BUDGET_S ?= 540
+gpu-dry-run:
+	PYTHON=$(PY) bench/gpu.sh --dry-run --out /tmp/seer-gpu-dry-run
+
+gpu-prepare:
+	PYTHON=$(PY) bench/gpu.sh prepare
+
+gpu-run:
+	bench/gpu.sh --out $(GPU_OUT) --budget-s $(GPU_BUDGET_S)
 
 serve:
 	$(VENV)/bin/seer serve --models $(MODELS)

@@ -45,7 +45,11 @@ Rows: {"model": "moirai_moe", "preset", "device", "dtype", "context", "horizon",
   prediction (`recompute_predicted_s`): on fully measured rows, a check of the estimator.
 - The headline `speedup` is the first row's (the `cpu()` preset with N = 1).
 
-    python bench/moirai_decode.py [--quick] [--budget-s 480] [--threads 2] [--device cpu|cuda] [--weights BUNDLE]
+- `--tiny` (dry runs): the `tiny()` preset, N = 1 and 3, horizon 24, 4 sample paths; proves the script.
+  `--out PATH` writes there instead of bench/results/decode.json.
+
+    python bench/moirai_decode.py [--quick] [--tiny] [--budget-s 480] [--threads 2] [--device cpu|cuda]
+                                  [--weights BUNDLE] [--out PATH]
 """
 
 from __future__ import annotations
@@ -463,6 +467,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="horizon 96, 20 sample paths")
+    parser.add_argument("--tiny", action="store_true", help="tiny preset, horizon 24, 4 paths: proves the script")
+    parser.add_argument("--out", type=Path, default=None, help="result file (default bench/results/decode.json)")
     parser.add_argument("--budget-s", type=float, default=480.0, help="time budget for the whole bench")
     parser.add_argument("--threads", type=int, default=CPU_THREADS, help="torch CPU threads")
     parser.add_argument(
@@ -472,21 +478,22 @@ def main() -> None:
         help="also time a trained bundle (e.g. bench/zeroshot.py's), rows with preset 'trained' (its own lookback)",
     )
     args = parser.parse_args()
-    horizon, num_samples = (96, 20) if args.quick else (720, 100)
-    cases: list[Case] = [("cpu", 1), ("cpu", 7)]
+    horizon, num_samples = (24, 4) if args.tiny else (96, 20) if args.quick else (720, 100)
+    cases: list[Case] = [("tiny", 1), ("tiny", 3)] if args.tiny else [("cpu", 1), ("cpu", 7)]
     if args.weights is not None:
         TRAINED["trained"] = args.weights
         cases += [("trained", 1), ("trained", 7)]
-    if torch.device(args.device).type == "cuda":
+    if torch.device(args.device).type == "cuda" and not args.tiny:
         cases += [("small", 1), ("small", 7)]
 
     t0, load_start = time.perf_counter(), os.getloadavg()
     rows = run(cases, args.device, None, horizon, num_samples, args.budget_s, threads=args.threads)
     load = {"start": [round(v, 2) for v in load_start], "end": [round(v, 2) for v in os.getloadavg()]}
     body = payload(rows, args.budget_s, time.perf_counter() - t0, load, args.quick, args.threads)
+    body["tiny"] = args.tiny
     print(table(rows))
     print(body["note"])
-    print(f"wrote {write('decode', body)}")
+    print(f"wrote {write('decode', body, args.out)}")
     bad = [r for r in rows if not r["agree"]]
     if bad:
         sys.exit(f"cached and recomputed sample paths disagree: {[(r['preset'], r['n_variates']) for r in bad]}")

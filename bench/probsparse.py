@@ -33,7 +33,14 @@ for the first L. For each L the JSON holds the full/probsparse and sdpa/probspar
 memory, and for each method and pass the growth exponents: least-squares slopes of log(memory) and
 log(time) against log(L), next to the slope that L·ln L and L² have over the same range.
 
-    python bench/probsparse.py [--quick]
+Each row also carries `tflops` and the fraction of the device's fp32 peak (`peak_fraction` against an fp32
+matmul measured in the same run, `datasheet_fraction`; `bench/peak.py`). Work counted: full attention
+4·B·H·L²·D forward; ProbSparse 2·B·H·L·S·D for the sparsity measure (Q against the S sampled keys) plus
+4·B·H·u·L·D for the u selected queries' attention; fwd+bwd counts 3.5× the attention part (the measure
+takes no gradient). The Triton path's fp32 dots are 3xTF32 on tensor cores, so its fraction of the fp32
+matmul can pass 1. The file is rewritten after every L (`"complete": false` until the end).
+
+    python bench/probsparse.py [--quick] [--tiny] [--device all|cpu|cuda] [--out PATH]
 """
 
 from __future__ import annotations
@@ -53,12 +60,15 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write  # noqa: E402
+from bench.peak import fractions  # noqa: E402
+from bench.peak import measure as measure_peak  # noqa: E402
 from core.ops.attention.reference import attention_reference  # noqa: E402
 from core.ops.probsparse import n_sampled, probsparse_attention, sample_keys  # noqa: E402
 from core.ops.probsparse.reference import probsparse_attention_reference  # noqa: E402
 
 B, H, D, FACTOR = 1, 8, 64, 5
 LENGTHS = (512, 1024, 2048, 4096, 8192, 16384)
+TINY_LENGTHS = (64, 128)
 MEMORY_LIMIT = 8 * 2**30  # bytes: a full-attention size predicted past this is skipped
 PASSES = ("fwd", "fwd+bwd")
 Step = Callable[[], object]
@@ -151,10 +161,29 @@ def _predicted_full_peak(seq: int, pass_: str, previous: dict[str, tuple[int, in
     return 4 * B * H * seq * seq * (2 if pass_ == "fwd" else 4)
 
 
-def run(device: str, quick: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(measured rows, skipped rows) for every L, method and pass on `device`."""
+def flops(name: str, seq: int, pass_: str) -> float:
+    """The work counted for a method at length `seq` (see the module docstring)."""
+    if name.startswith("probsparse"):
+        s = u = n_sampled(seq, FACTOR)
+        measure, attend = 2.0 * B * H * seq * s * D, 4.0 * B * H * u * seq * D
+        return measure + (attend if pass_ == "fwd" else 3.5 * attend)
+    fwd = 4.0 * B * H * seq * seq * D
+    return fwd if pass_ == "fwd" else 3.5 * fwd
+
+
+def run(
+    device: str,
+    quick: bool,
+    tiny: bool = False,
+    peak: dict[str, Any] | None = None,
+    on_rows: Callable[[list[dict[str, Any]], list[dict[str, Any]]], None] | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(measured rows, skipped rows) for every L, method and pass on `device`; `on_rows(rows, skipped)` after
+    each L."""
     dev = torch.device(device)
-    lengths = [seq for seq in LENGTHS if not quick or seq <= 2048]
+    quick = quick or tiny
+    peak = peak or {}
+    lengths = list(TINY_LENGTHS) if tiny else [seq for seq in LENGTHS if not quick or seq <= 2048]
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     full_peaks: dict[str, tuple[int, int]] = {}  # pass -> (L, peak bytes) last measured for `full`
@@ -176,22 +205,27 @@ def run(device: str, quick: bool) -> tuple[list[dict[str, Any]], list[dict[str, 
                 step = _step(fn, [q, k, v], do, pass_ == "fwd+bwd")
                 if dev.type == "cuda":
                     try:
-                        peak, ms, reps = _cuda_measure(step, quick)
-                    except torch.cuda.OutOfMemoryError as exc:
-                        skipped.append({**base, "skipped": True, "reason": f"CUDA out of memory: {str(exc)[:160]}"})
+                        peak_bytes, ms, reps = _cuda_measure(step, quick)
+                    except Exception as exc:  # out of memory, or the kernel failing to build: the other rows stand
+                        reason = f"{type(exc).__name__}: {str(exc)[:160]}"
+                        skipped.append({**base, "skipped": True, "failed": True, "reason": reason})
                         torch.cuda.empty_cache()
                         continue
                 else:
-                    peak, first = _cpu_peak(step)
+                    peak_bytes, first = _cpu_peak(step)
                     ms, reps = _cpu_time_ms(step, first, quick)
                 if name == "full":
-                    full_peaks[pass_] = (seq, peak)
-                row = {**base, "ms": round(ms, 3), "peak_bytes": peak, "peak_mib": round(peak / 2**20, 2), "reps": reps}
+                    full_peaks[pass_] = (seq, peak_bytes)
+                tflops = flops(name, seq, pass_) / (ms * 1e-3) / 1e12
+                row = {**base, "ms": round(ms, 3), "peak_bytes": peak_bytes, "peak_mib": round(peak_bytes / 2**20, 2)}
+                row.update(reps=reps, tflops=float(f"{tflops:.4g}"), **fractions(peak, tflops=tflops))
                 if name.startswith("probsparse"):
                     row.update(sampled_keys=n_sampled(seq, FACTOR), selected_queries=n_sampled(seq, FACTOR))
                 rows.append(row)
-                print(f"L={seq:6d} {name:18s} {pass_:8s} {ms:11.2f} ms {peak / 2**20:10.1f} MiB", flush=True)
+                print(f"L={seq:6d} {name:18s} {pass_:8s} {ms:11.2f} ms {peak_bytes / 2**20:10.1f} MiB", flush=True)
         del q, k, v, do
+        if on_rows is not None:
+            on_rows(rows, skipped)
     return rows, skipped
 
 
@@ -282,18 +316,57 @@ def _method_order(name: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="L <= 2048 only, fewer repeats")
+    parser.add_argument("--tiny", action="store_true", help=f"L in {TINY_LENGTHS}: proves the script, measures nothing")
+    parser.add_argument("--device", choices=["all", "cpu", "cuda"], default="all", help="all: CPU, then CUDA if any")
+    parser.add_argument("--out", type=Path, default=None, help="result file (default bench/results/probsparse.json)")
     args = parser.parse_args()
     torch.set_num_threads(2)
 
     t0, load_start = time.perf_counter(), os.getloadavg()
-    rows, skipped = run("cpu", args.quick)
-    if torch.cuda.is_available():
-        cuda_rows, cuda_skipped = run("cuda", args.quick)
-        rows, skipped = rows + cuda_rows, skipped + cuda_skipped
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
+    if not devices:
+        raise SystemExit("--device cuda: no CUDA device here")
+    peaks = {d: measure_peak(d, torch.float32, args.tiny) for d in devices}
+    rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    for dev in devices:
+        done_rows, done_skipped = list(rows), list(skipped)  # the earlier devices' rows, kept in each write
+
+        def partial(r: list[dict[str, Any]], s: list[dict[str, Any]], done=done_rows, gone=done_skipped) -> None:
+            _save(args, done + r, gone + s, peaks, t0, load_start, complete=False)
+
+        dev_rows, dev_skipped = run(dev, args.quick, args.tiny, peaks[dev], partial)
+        rows, skipped = rows + dev_rows, skipped + dev_skipped
+    path, payload = _save(args, rows, skipped, peaks, t0, load_start, complete=True)
+    print()
+    print(_table(rows, skipped, payload["ratios"]))
+    print()
+    for g in payload["growth"]:
+        print(
+            f"{g['device']} {g['method']:18s} {g['pass']:8s} memory ~ L^{g['memory_exponent']:.2f}  "
+            f"time ~ L^{g['time_exponent']:.2f}  (L log L: {g['L_log_L_exponent']:.2f}, L^2: 2)"
+        )
+    print(f"wrote {path}")
+
+
+def _save(
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    skipped: list[dict[str, Any]],
+    peaks: dict[str, Any],
+    t0: float,
+    load_start: tuple[float, float, float],
+    complete: bool,
+) -> tuple[Path, dict[str, Any]]:
+    """Write the payload (every row so far); `complete` is False for the writes after each L."""
     ratio_rows, growth_rows = ratios(rows), growth(rows)
     payload: dict[str, Any] = {
         "config": {"B": B, "H": H, "D": D, "dtype": "fp32", "causal": False, "factor": FACTOR, "threads": 2},
         "quick": args.quick,
+        "tiny": args.tiny,
+        "complete": complete,
+        "peak": peaks,
         "memory_method": "CPU: running sum of torch.profiler (profile_memory) allocation events, max = peak "
         "extra bytes over what was live before the call; CUDA: max_memory_allocated - memory_allocated before",
         "time_method": "CPU: min over repeats (1 when a call takes > 5 s); CUDA: triton do_bench median",
@@ -306,17 +379,9 @@ def main() -> None:
         "ratios": ratio_rows,
         "growth": growth_rows,
     }
-    if not torch.cuda.is_available():
+    if "cuda" not in peaks:
         payload["note"] = "no GPU in this run: CPU rows only; the Triton path has no figures here"
-    print()
-    print(_table(rows, skipped, ratio_rows))
-    print()
-    for g in growth_rows:
-        print(
-            f"{g['device']} {g['method']:18s} {g['pass']:8s} memory ~ L^{g['memory_exponent']:.2f}  "
-            f"time ~ L^{g['time_exponent']:.2f}  (L log L: {g['L_log_L_exponent']:.2f}, L^2: 2)"
-        )
-    print(f"wrote {write('probsparse', payload)}")
+    return write("probsparse", payload, args.out), payload
 
 
 if __name__ == "__main__":

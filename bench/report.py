@@ -1,10 +1,17 @@
-"""Fill the README's results tables from bench/results/*.json (the README quotes nothing else).
+"""Write the results page (docs/RESULTS.md) and the README's results blocks from bench/results/*.json.
 
-python bench/report.py          # rewrites the block between the `results:accuracy` markers
+Every figure the documentation quotes comes from those files: each table is the block between its
+`<!-- results:NAME -->` and `<!-- /results:NAME -->` markers, rewritten wherever the markers are (the
+full tables live on the results page; the README keeps a summary and the shipped pretrained model's
+scores). A table whose markers are on neither page is an error.
+
+    python bench/report.py            # rewrite the blocks, print which pages changed
+    python bench/report.py --check    # exit 1 if a block differs from what the JSON gives (nothing written)
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -13,7 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import RESULTS, read  # noqa: E402
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+RESULTS_PAGE = ROOT / "docs" / "RESULTS.md"
+PAGES = (RESULTS_PAGE, README)
+SHIPPED = ROOT / "pretrained"
 
 
 def _num(value: float | None) -> str:
@@ -28,7 +39,8 @@ def _provenance(data: dict) -> str:
 
 def accuracy_table() -> str:
     data = read("accuracy")
-    rows = [r for r in data.get("results", []) if "mase" not in r]  # probabilistic rows: zeroshot_table
+    # Probabilistic rows: zeroshot_table; rows of other tasks (classify: nids_table) have their own tables.
+    rows = [r for r in data.get("results", []) if "mase" not in r and r.get("task", "forecast") == "forecast"]
     if not rows:
         return "_No accuracy results yet: run `python bench/accuracy.py`._"
     out = [
@@ -273,7 +285,114 @@ def probsparse_table() -> str:
     return "\n".join(out)
 
 
+def pretrained_table() -> str:
+    """The shipped pretrained models (pretrained/*/PROVENANCE.json) and the zero-shot rows of
+    bench/results/accuracy.json measured on that very file (same weights SHA-256)."""
+    rows = read("accuracy").get("results", [])
+    out = [
+        "| model | file | SHA-256 | recipe, seed | dataset | MASE / SN | CRPS / SN | measured at | command |",
+        "|---|---|---|---|---|---:|---:|---|---|",
+    ]
+    for prov_file in sorted(SHIPPED.glob("*/PROVENANCE.json")):
+        prov = json.loads(prov_file.read_text())
+        sha = prov.get("sha256", "")
+        mine = [r for r in rows if r.get("weights_sha256") == sha and r.get("zero_shot")]
+        for r in sorted(mine, key=lambda r: r["dataset"]):
+            out.append(
+                f"| {prov_file.parent.name} | {prov.get('dtype')}, {prov.get('size_bytes', 0) / 2**20:.1f} MiB | "
+                f"`{sha[:12]}` | {prov.get('recipe')}, {prov.get('train_seed')} | {r['dataset']} | "
+                f"**{_num(r['mase'])}** | **{_num(r['crps'])}** | `{r.get('commit')}` | `{r.get('command')}` |"
+            )
+    if len(out) == 2:
+        return "_No scored pretrained model yet: see pretrained/README.md._"
+    return "\n".join(out)
+
+
+def nids_table() -> str:
+    """The classify rows of accuracy.json (bench/nids_accuracy.py): FlowTransformer variants and LightGBM per
+    dataset, every test flow, and the published KDDTest+ anchors."""
+    data = read("accuracy")
+    rows = [r for r in data.get("results", []) if r.get("task") == "classify"]
+    if not rows:
+        return "_No intrusion-detection results yet: run `python bench/nids_accuracy.py`._"
+    out = [
+        "| dataset | labels | model | variant | accuracy | macro-F1 | weighted F1 | F1 per class | benign FPR | "
+        "FPR @ 95 % detection | params | epochs | test flows |",
+        "|---|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    order = {"lightgbm": 0, "last": 1, "cls": 2, "gap": 3, "flatten": 4, "causal": 5, "categorical": 6}
+    for r in sorted(rows, key=lambda r: (r["dataset"], order.get(r["variant"], 9), r["variant"])):
+        per_class = ", ".join(f"{c} {f:.2f}" for c, f in zip(r["classes"], r["f1"], strict=True))
+        out.append(
+            f"| {r['dataset']} | {r['labels']} | {r['model']} | {r['variant']} | **{_num(r['accuracy'])}** | "
+            f"**{_num(r['macro_f1'])}** | {_num(r['weighted_f1'])} | {per_class} | {_num(r['benign_fpr'])} | "
+            f"{_num(r['fpr_at_95'])} | {r['params']:,} | {r.get('epochs', '—')} | {r['test_windows']} |"
+        )
+    anchors = next((r["paper"]["anchors"] for r in rows if "anchors" in r.get("paper", {})), [])
+    if anchors:
+        out += ["", "Published KDDTest+ binary accuracies (trained on the full KDDTrain+; quoted, not re-run): "]
+        out[-1] += "; ".join(f"{a['model']} {a['accuracy']:.3f} ({a['source']})" for a in anchors) + "."
+    commands = sorted({(r.get("commit"), r.get("command")) for r in rows}, key=str)
+    out.append(f"\n- measured on {data.get('machine')}; commits and commands:")
+    out += [f"  - `{c}`: `{cmd}`" for c, cmd in commands]
+    return "\n".join(out)
+
+
+def nids_summary_table() -> str:
+    """The README's short form of nids_table: each dataset's recipe (last-token head) beside LightGBM."""
+    rows = [r for r in read("accuracy").get("results", []) if r.get("task") == "classify"]
+    rows = [r for r in rows if r["variant"] in ("last", "lightgbm")]
+    if not rows:
+        return "_No intrusion-detection results yet: run `python bench/nids_accuracy.py`._"
+    out = [
+        "| dataset | model | accuracy | macro-F1 | benign FPR | FPR @ 95 % detection | size |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["dataset"], r["variant"] != "last")):
+        name = "FlowTransformer (recipe)" if r["model"] == "flowtransformer" else "LightGBM"
+        size = f"{r['params']:,} parameters" if r["model"] == "flowtransformer" else r.get("size", "")
+        out.append(
+            f"| {r['dataset']} | {name} | **{_num(r['accuracy'])}** | **{_num(r['macro_f1'])}** | "
+            f"{_num(r['benign_fpr'])} | {_num(r['fpr_at_95'])} | {size} |"
+        )
+    return "\n".join(out)
+
+
+def nids_throughput_table() -> str:
+    """bench/nids_throughput.py: flows scored per second in the model, the predictor and over HTTP."""
+    data = read("nids_throughput")
+    rows = data.get("rows", [])
+    if not rows:
+        return "_No throughput results yet: run `python bench/nids_throughput.py`._"
+    out = [
+        "| path | batch / flows | windows or flows per s | × official 6k | peak memory over start |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        size = r.get("batch") or r.get("flows") or r.get("flows_per_request")
+        rate = r.get("windows_per_s") or r.get("flows_per_s")
+        memory = r.get("peak_mib_over_start", r.get("server_peak_mib_over_ready"))
+        ratio = f"{rate / 6000:.1f}" if rate else "—"
+        extra = f" ({r['file_mib']} MiB file)" if "file_mib" in r else ""
+        mem = "—" if memory is None else f"{memory:.0f} MiB"
+        if "peak_mib" in r:
+            mem += f" (process peak {r['peak_mib']:.0f} MiB)"
+        out.append(f"| {r['path']}{extra} | {size:,} | **{rate:,}** | {ratio} | {mem} |")
+    out += [
+        "",
+        f"{data.get('baseline')}. In-process paths with {data.get('threads')} torch threads, the server with "
+        f"{data.get('server_torch_threads')}; load average {data.get('load_average')} (start, end): the machine "
+        f"was shared. {data.get('notes', '')}.",
+        _provenance(data),
+    ]
+    return "\n".join(out)
+
+
 TABLES = {
+    "pretrained": pretrained_table,
+    "nids": nids_table,
+    "nids_summary": nids_summary_table,
+    "nids_throughput": nids_throughput_table,
     "accuracy": accuracy_table,
     "zeroshot": zeroshot_table,
     "walkprobe": walk_probe_table,
@@ -285,17 +404,38 @@ TABLES = {
 }
 
 
-def main() -> int:
-    text = README.read_text()
+def render(pages: dict[Path, str]) -> tuple[dict[Path, str], list[str]]:
+    """The pages with every table block rewritten; and the tables whose markers no page has."""
+    out, missing = dict(pages), []
     for name, make in TABLES.items():
         block = f"<!-- results:{name} -->\n{make()}\n<!-- /results:{name} -->"
         pattern = rf"<!-- results:{name} -->.*?<!-- /results:{name} -->"
-        text, n = re.subn(pattern, lambda _m, block=block: block, text, flags=re.S)
-        if n != 1:
-            print(f"README has no results:{name} markers", file=sys.stderr)
-            return 1
-    README.write_text(text)
-    print(text[text.index("## Results") :])
+        found = 0
+        for path, text in out.items():
+            out[path], n = re.subn(pattern, lambda _m, block=block: block, text, flags=re.S)
+            found += n
+        if not found:
+            missing.append(name)
+    return out, missing
+
+
+def main(argv: list[str] | None = None) -> int:
+    check = "--check" in (sys.argv[1:] if argv is None else argv)
+    pages = {p: p.read_text() for p in PAGES if p.exists()}
+    new, missing = render(pages)
+    if missing:
+        print(f"no page has the markers of: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    stale = [p for p in pages if new[p] != pages[p]]
+    if check:
+        for p in stale:
+            print(f"{p.relative_to(ROOT)} is not what bench/results gives: run python bench/report.py", file=sys.stderr)
+        return 1 if stale else 0
+    for p in stale:
+        p.write_text(new[p])
+        print(f"rewrote {p.relative_to(ROOT)}")
+    if not stale:
+        print("every results block is up to date")
     return 0
 
 

@@ -39,8 +39,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import read, write  # noqa: E402
 from seer.procs import free_port, wait_http  # noqa: E402
 
-RECIPE = MODEL = "itransformer-etth1"
+RECIPE = "itransformer-etth1"
 BASELINE = "mlflow models serve (pyfunc scoring server), same model version, same input window"
+
+
+def registered_model(tracking_uri: str) -> str:
+    """The one model `seer train RECIPE --smoke` registered in a fresh store (its name may carry a suffix)."""
+    from mlflow import MlflowClient
+
+    names = [m.name for m in MlflowClient(tracking_uri).search_registered_models() if m.name.startswith(RECIPE)]
+    if len(names) != 1:
+        raise RuntimeError(f"expected one registered {RECIPE} model in {tracking_uri}, found {names}")
+    return names[0]
+
 
 # wrk prints its summary through `done`: one JSON line, latencies in microseconds.
 WRK_LUA = """
@@ -130,6 +141,7 @@ def main() -> int:
     subprocess.run(
         [sys.executable, "-m", "seer", "train", RECIPE, "--smoke"], cwd=tmp, env=env, check=True, capture_output=True
     )
+    model = registered_model(env["MLFLOW_TRACKING_URI"])
     lua = tmp / "post.lua"
     lua.write_text(WRK_LUA)
     seer_port, mlflow_port = free_port(), free_port()
@@ -138,13 +150,13 @@ def main() -> int:
         for name, cmd, extra_env, ready in (
             (
                 "seer",
-                [sys.executable, "-m", "seer", "serve", "--models", f"{MODEL}@champion", "--port", str(seer_port)],
+                [sys.executable, "-m", "seer", "serve", "--models", f"{model}@champion", "--port", str(seer_port)],
                 {},
                 f"http://127.0.0.1:{seer_port}/readyz",
             ),
             (
                 "mlflow",
-                [f"{bin_dir}/mlflow", "models", "serve", "-m", f"models:/{MODEL}@champion", "--env-manager", "local"]
+                [f"{bin_dir}/mlflow", "models", "serve", "-m", f"models:/{model}@champion", "--env-manager", "local"]
                 + ["-p", str(mlflow_port), "-w", "1"],
                 {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
                 f"http://127.0.0.1:{mlflow_port}/ping",
@@ -158,12 +170,12 @@ def main() -> int:
         for s in servers:
             wait_http(s["ready"], s["proc"], s["log"])
         seer, mlflow = servers
-        info = httpx.get(f"http://127.0.0.1:{seer_port}/v1/models/{MODEL}").json()
+        info = httpx.get(f"http://127.0.0.1:{seer_port}/v1/models/{model}").json()
         example, variates = info["example_input"], info["variates"]
         seer_body = {"history": example["history"], "timestamps": example["timestamps"]}
         rows = [[t, *row] for t, row in zip(example["timestamps"], example["history"], strict=True)]
         mlflow_body = {"dataframe_split": {"columns": ["date", *variates], "data": rows}}
-        seer.update(url=f"http://127.0.0.1:{seer_port}/v1/models/{MODEL}/forecast", body=tmp / "seer.json")
+        seer.update(url=f"http://127.0.0.1:{seer_port}/v1/models/{model}/forecast", body=tmp / "seer.json")
         mlflow.update(url=f"http://127.0.0.1:{mlflow_port}/invocations", body=tmp / "mlflow.json")
         seer["body"].write_text(json.dumps(seer_body))
         mlflow["body"].write_text(json.dumps(mlflow_body))
@@ -209,7 +221,7 @@ def main() -> int:
         "load": results,
         "ratios": ratios,
         "setup": {
-            "model": f"models:/{MODEL}@champion ({RECIPE} --smoke: lookback 96, horizon 96, 7 variates)",
+            "model": f"models:/{model}@champion ({RECIPE} --smoke: lookback 96, horizon 96, 7 variates)",
             "workers": "1 uvicorn worker per server",
             "torch_threads": "1 per server (seer: SEER_TORCH_THREADS default; mlflow: OMP_NUM_THREADS=1)",
             "load_generator": "wrk -t1 (one thread, keep-alive), separate process, same machine",

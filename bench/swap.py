@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import read, write  # noqa: E402
-from bench.service import MODEL, RECIPE  # noqa: E402
+from bench.service import RECIPE, registered_model  # noqa: E402
 from seer.procs import free_port, wait_http  # noqa: E402
 
 
@@ -93,16 +93,17 @@ def main() -> int:
         print(f"training {RECIPE} --smoke into {tmp} ...", flush=True)
         train = [sys.executable, "-m", "seer", "train", RECIPE, "--smoke"]
         subprocess.run(train, cwd=tmp, env=env, check=True, capture_output=True)
+    model = registered_model(uri)
     port = free_port()
     serve_env = {**env, "SEER_RELOAD_INTERVAL_S": "0.5", "SEER_LOG_REQUESTS": "false"}
     log = tmp / "serve.log"
     with log.open("w") as out:
-        cmd = [sys.executable, "-m", "seer", "serve", "--models", f"{MODEL}@champion", "--port", str(port)]
+        cmd = [sys.executable, "-m", "seer", "serve", "--models", f"{model}@champion", "--port", str(port)]
         proc = subprocess.Popen(cmd, cwd=tmp, env=serve_env, stdout=out, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/readyz", proc, log)
-        ex = httpx.get(f"{base}/v1/models/{MODEL}").json()["example_input"]
+        ex = httpx.get(f"{base}/v1/models/{model}").json()["example_input"]
         body = {"history": ex["history"], "timestamps": ex["timestamps"]}
 
         from mlflow import MlflowClient
@@ -110,12 +111,12 @@ def main() -> int:
         # Made and warmed before the clock runs: importing MLflow and opening the store take seconds
         # on a loaded machine, which is the benchmark's cost, not the service's.
         client = MlflowClient(uri)
-        client.get_model_version_by_alias(MODEL, "champion")
+        client.get_model_version_by_alias(model, "champion")
 
         def move() -> None:
-            client.set_registered_model_alias(MODEL, "champion", "2")
+            client.set_registered_model_alias(model, "champion", "2")
 
-        url = f"{base}/v1/models/{MODEL}/forecast"
+        url = f"{base}/v1/models/{model}/forecast"
         result = asyncio.run(load(url, body, args.clients, move, args.before, args.after))
     finally:
         proc.terminate()

@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import copy
 import fcntl
+import hashlib
 import json
 import logging
 import math
@@ -65,6 +66,7 @@ ZERO_SHOT = ("weather", "exchange_rate")
 IN_DOMAIN = ("ETTh1", "ETTh2", "ETTm1", "ETTm2")
 SOURCE = "seasonal naive (normalized scores < 1 beat it)"
 QUICK_WINDOWS, QUICK_SAMPLES = 2, 8
+TRAINED_FACTS = ("seed", "train_seconds", "epochs", "best_epoch", "test_nll", "best_val_nll", "train_commit")
 
 
 @dataclass(frozen=True)
@@ -340,7 +342,7 @@ def save_trained(model: Any, facts: dict[str, Any], directory: Path) -> Path:
 
 def load_model(uri: str) -> tuple[Any, dict[str, Any]]:
     """A registered (`models:/NAME@ALIAS`, `models:/NAME/VERSION`, `runs:/...`) or local bundle."""
-    from inference.bundle import load_bundle
+    from inference.bundle import WEIGHTS_FILE, find_bundle_dir, load_bundle
 
     local = Path(uri)
     if not local.exists():
@@ -351,7 +353,13 @@ def load_model(uri: str) -> tuple[Any, dict[str, Any]]:
         mlflow.set_tracking_uri(tracking_uri())
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     model, meta = load_bundle(local)
-    return model, {"model_uri": uri, "recipe": meta.get("recipe"), "run_id": meta.get("run_id"), "epochs": None}
+    facts = {"model_uri": uri, "recipe": meta.get("recipe"), "run_id": meta.get("run_id"), "epochs": None}
+    # A shipped pretrained bundle (pretrained/*/) says how it was trained; the rows keep that and the
+    # weights file's SHA-256, so a row names the exact file it scored.
+    facts.update({k: meta["trained"][k] for k in TRAINED_FACTS if k in meta.get("trained", {})})
+    weights = find_bundle_dir(local) / WEIGHTS_FILE
+    facts["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    return model, facts
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -407,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if model_uri:
             model, facts = load_model(model_uri)
-            facts.update(train_seconds=None, seed=None)
+            facts.setdefault("train_seconds", None)
+            facts.setdefault("seed", None)
         else:
             model, facts = train_model(zeroshot_recipe(args.router, args.quick, args.train_seed), store)
             bundle = save_trained(model, facts, Path(store) / "bundle")

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import lightning as L
 import numpy as np
+import polars as pl
 import torch
 from torch import nn
 
@@ -126,3 +127,87 @@ class ForecastExample:
     names: list[str]
     timestamps: list[str] | None
     title: str  # what the window is, e.g. "last test window"
+
+
+@dataclass(kw_only=True)
+class ClassifyBatch:
+    """Windows of encoded flows (`data.flows`), each labelled by its last flow.
+
+    flows [B, W, F]: the W flows up to and including the target, oldest first (F = numeric values, then
+    categorical codes); pad_mask [B, W] bool: True where a window has no flow (left padding at the start
+    of a split); label [B] long: the target flow's class index; weight [B]: the loss weight of each
+    window (class weights for imbalance, 1 when the loader samples classes instead)."""
+
+    flows: torch.Tensor
+    pad_mask: torch.Tensor
+    label: torch.Tensor
+    weight: torch.Tensor
+
+    @property
+    def size(self) -> int:
+        """B, the number of windows."""
+        return int(self.flows.shape[0])
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassifyExample:
+    """What a classify run's evaluation figures are made from: the test flows as recorded (`frame`, one
+    row per flow, the model's raw feature columns plus `target`, the class name), the class names in
+    the model's order and what the rows are (`title`)."""
+
+    frame: pl.DataFrame
+    classes: list[str]
+    title: str
+
+
+@dataclass(kw_only=True)
+class DenoiseWindow:
+    """One EEG pair: noisy and clean [N, T] in µV, how it was made (`kind`, an index into
+    `data.eeg.pairs.KINDS`) and its SNR in dB (NaN where none was set: ICA pairs, artifact-free windows)."""
+
+    noisy: torch.Tensor
+    clean: torch.Tensor
+    kind: int
+    snr_db: float = float("nan")
+
+
+@dataclass(kw_only=True)
+class DenoiseBatch:
+    """noisy [B, N, T] EEG with artifacts and its clean target [B, N, T] (µV); kind [B] (long) and snr_db [B]."""
+
+    noisy: torch.Tensor
+    clean: torch.Tensor
+    kind: torch.Tensor
+    snr_db: torch.Tensor
+
+    @property
+    def size(self) -> int:
+        """B, the number of windows."""
+        return int(self.noisy.shape[0])
+
+    @classmethod
+    def collate(cls, windows: Sequence[DenoiseWindow]) -> DenoiseBatch:
+        """Windows of one shape stacked along a new batch dimension."""
+        if not windows:
+            raise ValueError("a batch needs at least one window")
+        shapes = {(tuple(w.noisy.shape), tuple(w.clean.shape)) for w in windows}
+        if len(shapes) != 1 or windows[0].noisy.shape != windows[0].clean.shape:
+            raise ValueError(f"a batch needs noisy and clean windows of one shape, got {sorted(shapes)}")
+        return cls(
+            noisy=torch.stack([w.noisy for w in windows]),
+            clean=torch.stack([w.clean for w in windows]),
+            kind=torch.tensor([w.kind for w in windows], dtype=torch.long),
+            snr_db=torch.tensor([w.snr_db for w in windows], dtype=torch.float32),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DenoiseExample:
+    """The stretch a run's evaluation plot shows: noisy [N, T] (µV, preprocessed), its ICA-cleaned reference
+    [N, T] (or None), the channel names and the rate."""
+
+    noisy: np.ndarray
+    reference: np.ndarray | None
+    channels: list[str]
+    sfreq: float
+    title: str

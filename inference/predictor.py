@@ -6,16 +6,27 @@ into a validated input or the `Reason` it cannot be served, `validate` is the sa
 and `predict_batch` trusts what `parse` accepted. The service only maps a reason to a 4xx.
 `inference.tasks.PREDICTORS` is the one table of tasks; `load_predictor` picks the class from the
 bundle's task, so nothing that loads a bundle names a task or a model.
+
+Two optional abilities, for a server that must bound the work of each request:
+- `CostModel` (`cost(parsed)`, `max_cost`, `too_costly`): a predictor whose requests differ in work
+  tells what one costs, in units of its model's reference request; `request_cost` reads it (1.0 and no
+  refusal for a predictor without the ability, whose requests all cost about the same).
+- checkpoints: `add_checkpoints(model)` makes every call of the model's top modules a point where the
+  work can stop (`Cancelled`, when everyone waiting for it has gone) or pause (to let more urgent work
+  of the same model run first); the caller says which with `work_scope`. Without a scope they do nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
+from torch import nn
 
 from inference.bundle import BundleError, read_meta
 
@@ -85,6 +96,86 @@ class Predictor(Protocol):
     def pyfunc_predict(self, model_input: Any) -> Any:
         """The MLflow pyfunc `predict` (`inference.pyfunc_model`), on what MLflow passes in."""
         ...
+
+
+@runtime_checkable
+class CostModel(Protocol):
+    """Optional: a predictor whose requests differ in work (e.g. with their size or how far ahead they ask).
+
+    `cost(parsed)` is the work of one input `parse` accepted, in units of the model's reference request
+    (its default request: 1.0), from the input's shape alone (deterministic, cheap); `max_cost` the most
+    one request may cost (the bundle's metadata, or the task's default); `too_costly(parsed, cost)` the
+    `Reason` (status 413) a request past it gets, saying what to make smaller."""
+
+    @property
+    def max_cost(self) -> float: ...
+
+    def cost(self, parsed: Any) -> float: ...
+
+    def too_costly(self, parsed: Any, cost: float) -> Reason: ...
+
+
+def request_cost(predictor: Any, parsed: Any) -> tuple[float, Reason | None]:
+    """(the input's cost, the refusal when it is over the predictor's bound); (1.0, None) for predictors
+    without a `CostModel`."""
+    if not isinstance(predictor, CostModel):
+        return 1.0, None
+    cost = float(predictor.cost(parsed))
+    return cost, predictor.too_costly(parsed, cost) if cost > predictor.max_cost else None
+
+
+class Cancelled(Exception):
+    """Raised at a checkpoint when the work's `work_scope` says nobody waits for it any more."""
+
+
+@dataclass(frozen=True)
+class _Scope:
+    cancelled: Callable[[], bool]
+    pause: Callable[[], None] | None
+
+
+_current = threading.local()  # the scope of the work running in this thread
+
+
+@contextlib.contextmanager
+def work_scope(cancelled: Callable[[], bool], pause: Callable[[], None] | None = None) -> Iterator[None]:
+    """Within it, in this thread, each checkpoint raises `Cancelled` once `cancelled()` is true and else
+    calls `pause()` (which may block while more urgent work runs)."""
+    previous = getattr(_current, "scope", None)
+    _current.scope = _Scope(cancelled, pause)
+    try:
+        yield
+    finally:
+        _current.scope = previous
+
+
+def checkpoint() -> None:
+    """Stop (`Cancelled`) or pause here if this thread's `work_scope` says so; nothing outside a scope."""
+    scope: _Scope | None = getattr(_current, "scope", None)
+    if scope is None:
+        return
+    if scope.cancelled():
+        raise Cancelled("nobody waits for this prediction any more (timed out or disconnected)")
+    if scope.pause is not None:
+        scope.pause()
+
+
+def _checkpoint_hook(module: nn.Module, args: Any) -> None:
+    checkpoint()
+
+
+CHECKPOINT_DEPTH = 2  # the model, its parts and their parts (blocks of a stack): a check per layer call
+
+
+def add_checkpoints(model: nn.Module, depth: int = CHECKPOINT_DEPTH) -> None:
+    """A checkpoint before every call of `model` and of its submodules down to `depth` (not deeper: a
+    forward pre-hook takes the slower call path, and a check per layer is fine-grained enough)."""
+    todo = [(model, 0)]
+    while todo:
+        module, level = todo.pop()
+        module.register_forward_pre_hook(_checkpoint_hook)
+        if level < depth:
+            todo.extend((child, level + 1) for child in module.children())
 
 
 def predictor_class(task: str) -> type[Predictor]:

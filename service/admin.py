@@ -7,28 +7,21 @@ Without a key it answers only clients on the loopback interface (127.0.0.0/8, ::
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
 from service.errors import ServiceError
+from service.middleware import trusted
 from service.reload import Reloader
 from service.schemas import ErrorBody, ReloadReport
 
 admin = APIRouter(prefix="/admin", tags=["ops"])
 
 
-def _loopback(host: str | None) -> bool:
-    try:
-        return host is not None and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 async def require_admin(request: Request) -> None:
     """The token is checked by the middleware when a key is set; without one, loopback clients only."""
-    if not request.app.state.settings.api_key and not _loopback(request.client and request.client.host):
+    if not trusted(request.scope):
         raise ServiceError(
             403,
             "POST /admin/reload is open only to loopback clients when SEER_API_KEY is not set; "

@@ -5,9 +5,11 @@ it is ready once every model in `SEER_MODELS` is loaded and warmed. A ref that c
 startup raise `RuntimeError` naming the ref (the process exits instead of serving half its models).
 A background task swaps in new versions of `NAME@ALIAS` refs as their aliases move (`service.reload`).
 The routes: ops and model info (`service.routes`), then one router per task from the task table
-(`service.tasks.TASKS`), then the operator's (`service.admin`). Predictions go through one micro-batcher
-per model (`service.batcher`); every request passes `RequestContextMiddleware` (request id, auth,
-metrics, access log) and then the body limit.
+(`service.tasks.TASKS`), then the operator's (`service.admin`). Predictions go through a model's two
+micro-batchers, light and heavy requests apart (`service.batcher`, `service.lanes`); every request passes
+`RequestContextMiddleware` (request id, auth, metrics, access log), CORS when `SEER_CORS_ORIGINS` names
+origins (off otherwise), and then the body limit. The OpenAPI's request examples are the served models'
+own (`service.docs`).
 """
 
 from __future__ import annotations
@@ -15,25 +17,77 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.cors import CORSMiddleware
 
 from service.admin import admin
-from service.batcher import BatcherPool, MicroBatcher
+from service.batcher import MicroBatcher
+from service.docs import install_openapi
 from service.errors import BodyLimitMiddleware, install_error_handlers
+from service.lanes import HEAVY, BatcherPool, Gate
 from service.metrics import Metrics
 from service.middleware import RequestContextMiddleware
 from service.reload import Reloader
 from service.routes import models_router, router
 from service.settings import Settings
 from service.store import ModelStore
-from service.task import Job, run_by_task
+from service.task import Job, ServiceTask, run_by_task
 from service.tasks import TASKS
+
+
+def batcher_factory(
+    settings: Settings, tasks: dict[str, ServiceTask], metrics: Metrics
+) -> Callable[[str, str, Gate], MicroBatcher[Job[Any], Any]]:
+    """How the pool makes a model's batcher for a lane: light ones micro-batch, heavy ones take one
+    request per batch (so that it is stopped or paused on its own) and start it at once."""
+
+    def make(name: str, lane: str, gate: Gate) -> MicroBatcher[Job[Any], Any]:
+        sizes, seconds = metrics.batch_size.labels(name), metrics.batch_latency.labels(name)
+
+        def on_batch(n: int, took: float) -> None:
+            sizes.observe(n)
+            seconds.observe(took)
+
+        heavy = lane == HEAVY
+        return MicroBatcher(
+            run_batch=partial(run_by_task, tasks),
+            max_batch=1 if heavy else settings.max_batch_size,
+            max_wait_s=0.0 if heavy else settings.max_wait_ms / 1000.0,
+            max_queue=settings.max_queue,
+            on_batch=on_batch,
+            name=name,
+            gate=gate,
+            heavy=heavy,
+        )
+
+    return make
+
+
+def add_middleware(app: FastAPI, settings: Settings, metrics: Metrics, store: ModelStore) -> None:
+    """Innermost first: the body limit, CORS (only where SEER_CORS_ORIGINS names origins), then the
+    request context (id, auth, metrics, access log), which sees every response, the 413s included."""
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.origins():  # off unless configured: no page on another origin may call the service
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.origins(),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=metrics,
+        is_model=lambda name: store.get(name) is not None,
+        api_key=settings.key,
+        log_requests=settings.log_requests,
+    )
 
 
 def create_app(
@@ -52,8 +106,8 @@ def create_app(
     tasks = dict(TASKS)  # read when the app is made: a task registered by then is served
     store = store if store is not None else ModelStore(settings.tracking_uri, settings.device, tasks=tasks)
     store.expect(refs)
-    batchers: BatcherPool[Job[Any], Any] = BatcherPool(lambda name: make_batcher(name))
-    metrics = Metrics(store, batchers.depths)
+    metrics = Metrics(store, lambda: batchers.depths())
+    batchers: BatcherPool[Job[Any], Any] = BatcherPool(batcher_factory(settings, tasks, metrics))
     reloader = Reloader(
         store,
         refs,
@@ -62,22 +116,6 @@ def create_app(
         on_swap=lambda name: metrics.reloads.labels(name).inc(),
         on_refuse=lambda name: metrics.reload_failures.labels(name).inc(),
     )
-
-    def make_batcher(name: str) -> MicroBatcher[Job[Any], Any]:
-        sizes, seconds = metrics.batch_size.labels(name), metrics.batch_latency.labels(name)
-
-        def on_batch(n: int, took: float) -> None:
-            sizes.observe(n)
-            seconds.observe(took)
-
-        return MicroBatcher(
-            run_batch=partial(run_by_task, tasks),
-            max_batch=settings.max_batch_size,
-            max_wait_s=settings.max_wait_ms / 1000.0,
-            max_queue=settings.max_queue,
-            on_batch=on_batch,
-            name=name,
-        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -115,17 +153,11 @@ def create_app(
     app.state.reloader = reloader
     app.state.tasks = tasks
     install_error_handlers(app)
+    install_openapi(app, tasks, store)
     app.include_router(router)
     app.include_router(models_router(tasks))
     for task in tasks.values():
         app.include_router(task.router)
     app.include_router(admin)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(  # outermost: sees every response, the 413s above included
-        RequestContextMiddleware,
-        metrics=metrics,
-        is_model=lambda name: store.get(name) is not None,
-        api_key=settings.api_key,
-        log_requests=settings.log_requests,
-    )
+    add_middleware(app, settings, metrics, store)
     return app

@@ -1,10 +1,12 @@
 """Prometheus metrics for `GET /metrics`, in a registry of the app's own (tests build many apps).
 
 Per request (recorded by `service.middleware`): `seer_requests_total` and
-`seer_request_duration_seconds` by model, endpoint (the route template, so label values stay few),
-method and status. Per batch: `seer_batch_size` and `seer_batch_duration_seconds` by model. Read at
-scrape time from the live objects, so they cannot drift from them: `seer_queue_depth`,
-`seer_model_info` (the version each name serves, value 1), `seer_model_ready` and
+`seer_request_duration_seconds` by model, endpoint, method and status. No client can mint a label value:
+the model is a served name (else "unknown"), the endpoint the route template (else "unmatched"), the
+method one of HTTP's (else "other") and the status one this service answers with, so the number of
+series is bounded by the routes and models, whatever the traffic. Per batch: `seer_batch_size` and
+`seer_batch_duration_seconds` by model. Read at scrape time from the live objects, so they cannot drift
+from them: `seer_queue_depth`, `seer_model_info` (the version each name serves, value 1), `seer_model_ready` and
 `seer_model_load_failures_total`. Hot reload (`service.reload`): `seer_model_reloads_total` (versions
 swapped in) and `seer_model_reload_failures_total` (new versions refused) by model.
 """
@@ -22,6 +24,7 @@ from service.store import READY, ModelStore
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
 
 
 class _StateCollector(Collector):
@@ -90,6 +93,7 @@ class Metrics:
         self.registry.register(_StateCollector(store, depths))
 
     def observe_request(self, model: str, endpoint: str, method: str, status: int, seconds: float) -> None:
+        method = method if method in METHODS else "other"  # a client may send any token as a method
         self.requests.labels(model, endpoint, method, str(status)).inc()
         self.latency.labels(model, endpoint, method).observe(seconds)
 

@@ -2,13 +2,16 @@
 
 Pure ASGI (no `BaseHTTPMiddleware`): it costs a few microseconds per request and never buffers a body.
 Auth is checked here, before the body is read or parsed, so an unauthenticated client cannot make the
-service parse 2 MiB of JSON. `X-Request-ID` is honoured when it is a plain token (letters, digits,
-`._:-`, at most 128), else one is generated; it is echoed in the response and in the log line.
+service parse 2 MiB of JSON; whether the caller may see internal details (`trusted`: it sent the token,
+or no key is set and it is on loopback) is kept for the routes. `X-Request-ID` is honoured when it is a
+plain token (letters, digits, `._:-`, at most 128), else one is generated; it is echoed in the response
+and in the log line.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
 import re
@@ -33,6 +36,22 @@ def context(scope: Scope) -> dict[str, Any]:
     """This request's context (request id; error handlers add `error`), shared through the ASGI scope."""
     ctx: dict[str, Any] = scope.setdefault("seer", {})
     return ctx
+
+
+def loopback(host: str | None) -> bool:
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def trusted(scope: Scope) -> bool:
+    """Whether the caller may see internal details (error texts, paths): with SEER_API_KEY set, a caller
+    that sent the token; without one, a client on the loopback interface (the host itself)."""
+    authorized = context(scope).get("authorized")
+    if authorized is not None:
+        return bool(authorized)
+    return loopback((scope.get("client") or (None, 0))[0])
 
 
 def note_error(scope: Scope, detail: str) -> None:
@@ -77,7 +96,9 @@ class RequestContextMiddleware:
             elif key == b"authorization":
                 authorization = value
         request_id = given.decode() if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
-        context(scope)["request_id"] = request_id
+        ctx = context(scope)
+        ctx["request_id"] = request_id
+        ctx["authorized"] = self._authorized(authorization) if self.api_key else None  # see `trusted`
         status = 500  # unless a response starts: the app raised before answering
 
         async def send_with_id(message: Message) -> None:
@@ -88,7 +109,7 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            if self.api_key and scope["path"].startswith(PROTECTED) and not self._authorized(authorization):
+            if self.api_key and scope["path"].startswith(PROTECTED) and not ctx["authorized"]:
                 detail = (
                     "missing or wrong bearer token: send the header `Authorization: Bearer <SEER_API_KEY>`; "
                     + OPEN_PATHS_NOTE
@@ -102,6 +123,8 @@ class RequestContextMiddleware:
             self._record(scope, status, time.perf_counter() - start)
 
     def _authorized(self, header: bytes) -> bool:
+        if not header:
+            return False
         scheme, _, token = header.partition(b" ")
         # Constant-time comparison: the time taken says nothing about how much of the token matched.
         return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.api_key)
@@ -119,7 +142,7 @@ class RequestContextMiddleware:
                 "ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
                 "level": "error" if status >= 500 else "info",
                 "request_id": ctx.get("request_id"),
-                "method": scope["method"],
+                "method": scope["method"][:16],
                 "path": scope["path"][:200],
                 "endpoint": endpoint,
                 "model": model or None,

@@ -6,20 +6,21 @@ example input (shapes checked against its metadata, outputs finite) in a worker 
 path; only then does `ModelStore.add` replace the one reference requests read, so requests in flight
 finish on the old version. A version that fails to build or warm up is refused: the old one keeps
 serving, the refusal shows in `/readyz` (`reload.NAME.refused`) and in `seer_model_reload_failures_total`,
-and it is not tried again until the alias moves. An unreachable tracking server (or a failed download)
-is not the version's fault: serving goes on and checks back off exponentially up to
-`SEER_RELOAD_BACKOFF_MAX_S`, logging once per change of state. Local refs (`NAME=PATH`) are not watched.
+and it is not tried again until the alias moves. Each model is checked on its own: a registry answer
+about one model (its alias deleted, its version's artifacts missing) is that model's `problem`, reported
+for it alone and checked again next time, while the others are checked and swapped as usual. Only a
+tracking server that does not answer at all is everyone's problem: serving goes on, the models after it
+are skipped, and checks back off exponentially up to `SEER_RELOAD_BACKOFF_MAX_S`, logging once per change
+of state. Local refs (`NAME=PATH`) are not watched.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,31 +28,9 @@ from typing import Any
 
 from service.settings import ModelRef
 from service.store import ModelStore
+from service.tracking import ModelProblem, TrackingUnreachable, answered, fail_fast, why
 
 log = logging.getLogger(__name__)
-
-# MLflow's HTTP client retries a refused connection 7 times with exponential backoff (minutes per call);
-# the reloader backs off on its own, so its calls fail fast (unless the environment says otherwise).
-_FAIL_FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
-
-
-@contextlib.contextmanager
-def _fail_fast() -> Iterator[None]:
-    added = [k for k in _FAIL_FAST if k not in os.environ]
-    os.environ.update({k: _FAIL_FAST[k] for k in added})
-    try:
-        yield
-    finally:
-        for k in added:
-            os.environ.pop(k, None)
-
-
-class TrackingUnreachable(Exception):
-    """Resolving the alias or downloading the version failed: retry later, the version is not at fault."""
-
-
-def _why(e: BaseException) -> str:
-    return f"{type(e).__name__}: {e}"[:500]
 
 
 @dataclass
@@ -60,6 +39,7 @@ class Watch:
 
     ref: ModelRef
     refused: dict[str, str] | None = None  # {"version", "error"} until the alias moves elsewhere
+    problem: str | None = None  # the registry's last answer about this model that kept it from a check
     last_check: str | None = None
 
 
@@ -111,16 +91,23 @@ class Reloader:
             self._executor = None
 
     def check_all(self) -> dict[str, dict[str, Any]]:
-        """Blocking: check each watched ref in turn; stops at the first unreachable tracking server."""
+        """Blocking: check each watched ref in turn, each on its own; stops only at a tracking server that
+        does not answer (the others would wait for it alike)."""
         with self._lock:
             report: dict[str, dict[str, Any]] = {}
             for name, watch in self.watches.items():
+                current = self.store.get(name)
+                served = current and current.version
                 try:
                     report[name] = self._check(watch)
+                    watch.problem = None
+                except ModelProblem as e:  # this model's alone: the others are checked as usual
+                    watch.problem = str(e)
+                    log.warning("hot reload: %s keeps version %s: %s", name, served, e)
+                    report[name] = {"action": "failed", "version": served, "error": str(e)}
                 except TrackingUnreachable as e:
                     self._set_tracking(f"unreachable: {e}")
-                    current = self.store.get(name)
-                    report[name] = {"action": "unreachable", "version": current and current.version, "error": str(e)}
+                    report[name] = {"action": "unreachable", "version": served, "error": str(e)}
                     for other in self.watches:  # one tracking server: the others would fail alike
                         report.setdefault(other, {"action": "skipped", "error": "tracking server unreachable"})
                     self.failures += 1
@@ -134,10 +121,12 @@ class Reloader:
         watch.last_check = datetime.now(timezone.utc).isoformat(timespec="seconds")
         current = self.store.get(name)
         try:
-            with _fail_fast():
+            with fail_fast():
                 version = self.store.resolve(ref)
         except Exception as e:
-            raise TrackingUnreachable(f"cannot resolve {ref}: {_why(e)}") from e
+            if answered(e):
+                raise ModelProblem(f"cannot resolve {ref}: {why(e)}") from e
+            raise TrackingUnreachable(f"cannot resolve {ref}: {why(e)}") from e
         if watch.refused is not None and watch.refused["version"] != version:
             watch.refused = None  # the alias moved: whatever it points at now gets its own chance
         if current is not None and current.version == version:
@@ -146,14 +135,14 @@ class Reloader:
             return {"action": "refused earlier", "version": current and current.version, "refused": watch.refused}
         with tempfile.TemporaryDirectory(prefix="seer-reload-") as tmp:
             try:
-                with _fail_fast():
+                with fail_fast():
                     local = self.store.download(ref, version, tmp)
-            except Exception as e:
-                raise TrackingUnreachable(f"cannot download {name} version {version}: {_why(e)}") from e
+            except Exception as e:  # the server just answered the alias: the version's artifacts are at fault
+                raise ModelProblem(f"cannot download {name} version {version}: {why(e)}") from e
             try:
                 candidate = self.store.build(ref, version, local)  # rebuilt + warmed up: validated
             except Exception as e:
-                watch.refused = {"version": version, "error": _why(e)}
+                watch.refused = {"version": version, "error": why(e)}
                 self.on_refuse(name)
                 old = current and current.version
                 log.error("refused %s version %s (%s); version %s keeps serving: %s", name, version, ref, old, e)
@@ -188,5 +177,7 @@ class Reloader:
             }
             if watch.refused is not None:
                 entry["refused"] = dict(watch.refused)
+            if watch.problem is not None:
+                entry["problem"] = watch.problem
             out[name] = entry
         return out

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, create_model
 
 from service.deps import V1, ModelDep, StoreDep, errors
 from service.metrics import CONTENT_TYPE
+from service.middleware import trusted
 from service.schemas import Health, ModelInfo, Readiness
 from service.store import LoadedModel
 from service.task import ServiceTask
@@ -39,10 +40,14 @@ async def readyz(store: StoreDep, request: Request) -> Any:
     """Readiness: 200 once every configured model is loaded and warmed, else 503 with each model's status.
 
     A new version refused by hot reload leaves readiness at 200 (the old version serves); `reload` says so.
+    Error texts (paths, hosts, exception messages) only for a trusted caller (the bearer token; without
+    SEER_API_KEY, the host itself); everyone else sees the states without them.
     """
     status = store.status()
     reloader = getattr(request.app.state, "reloader", None)
     details = reloader.details() if reloader is not None and reloader.watches else None
+    if not trusted(request.scope):
+        status, details = _redacted(status, details)
     if store.ready:
         body = Readiness(ready=True, models=status, reload=details)
     else:
@@ -50,6 +55,27 @@ async def readyz(store: StoreDep, request: Request) -> Any:
         body = Readiness(ready=False, models=status, detail=detail, reload=details)
     content = body.model_dump(exclude={"reload"} if details is None else None)
     return JSONResponse(status_code=200 if body.ready else 503, content=content)
+
+
+def _redacted(
+    status: dict[str, str], details: dict[str, dict[str, Any]] | None
+) -> tuple[dict[str, str], dict[str, dict[str, Any]] | None]:
+    """Readiness without the error texts: `failed`, `unreachable`, a refused version and a problem's
+    presence stay; the why (which names paths, hosts and internals) goes."""
+    hidden = "details for authenticated callers"
+    status = {name: s.split(":", 1)[0] for name, s in status.items()}
+    if details is None:
+        return status, None
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in details.items():
+        entry = dict(entry)
+        entry["tracking"] = str(entry["tracking"]).split(":", 1)[0]
+        if "refused" in entry:
+            entry["refused"] = {"version": entry["refused"]["version"], "error": hidden}
+        if "problem" in entry:
+            entry["problem"] = hidden
+        out[name] = entry
+    return status, out
 
 
 @router.get(

@@ -42,20 +42,25 @@ class ErrorBody(BaseModel):
 
 class Readiness(BaseModel):
     ready: bool
-    models: dict[str, str] = Field(description="per model: ready, pending or failed: <why>")
+    models: dict[str, str] = Field(
+        description="per model: ready, pending or failed: <why> (the why for a trusted caller only)"
+    )
     detail: str | None = None
     reload: dict[str, dict[str, Any]] | None = Field(
         default=None,
         description="hot reload, per registry model (absent when none is watched): served `version`, `alias`, "
-        "`status`, `tracking` (ok or unreachable: <why>), `last_check`, and `refused` ({version, error}) "
-        "while the alias points at a version that failed to load or warm up",
+        "`status`, `tracking` (ok or unreachable: <why>), `last_check`, `refused` ({version, error}) "
+        "while the alias points at a version that failed to load or warm up, and `problem` while the registry "
+        "answers that this model's alias or version cannot be fetched. The why of each is shown only to a "
+        "caller with the bearer token (without SEER_API_KEY: on the host itself)",
     )
 
 
 class ReloadReport(BaseModel):
     models: dict[str, dict[str, Any]] = Field(
-        description="per watched model: `action` (unchanged, swapped, refused, refused earlier, unreachable, "
-        "skipped), the `version` served after the check, and `previous`, `refused` or `error` where they apply"
+        description="per watched model: `action` (unchanged, swapped, refused, refused earlier, failed: "
+        "the registry's answer about this model kept it from a check, unreachable, skipped), the `version` "
+        "served after the check, and `previous`, `refused` or `error` where they apply"
     )
     tracking: str = Field(description="ok, or unreachable: <why>")
 

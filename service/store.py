@@ -99,7 +99,7 @@ class ModelStore:
         """Load, warm up and add one model; `RuntimeError` naming the ref if anything fails."""
         self.expect([ref])
         try:
-            if ref.alias is not None:
+            if ref.alias is not None or ref.version is not None:
                 model = self._load_registered(ref)  # warmed up in `build`
             else:
                 model = LoadedModel(ref.name, "local", None, str(ref.path), self.predictor(str(ref.path)))
@@ -137,7 +137,9 @@ class ModelStore:
         return mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
 
     def resolve(self, ref: ModelRef) -> str:
-        """The version `NAME@ALIAS` points at now."""
+        """The version `NAME@ALIAS` points at now (a `NAME/VERSION` ref: that version)."""
+        if ref.version is not None:
+            return ref.version
         return str(self.client().get_model_version_by_alias(ref.name, str(ref.alias)).version)
 
     def download(self, ref: ModelRef, version: str, dst: str) -> str:

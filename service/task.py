@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from inference.predictor import Refused
+from inference.predictor import Cancelled, Refused
 from service.errors import ServiceError
 from service.schemas import ModelInfo
 from service.store import LoadedModel
@@ -58,21 +58,43 @@ def run_jobs(jobs: list[Job[Any]], answer: Callable[[Job[Any], Any], R]) -> list
     `answer`, or its exception (a `Refused` input becomes its 4xx).
 
     Jobs normally share one model; after a hot swap the queue can hold two versions, and each job is
-    answered by the version that validated it: one `predict_batch` call per version.
+    answered by the version that validated it: one `predict_batch` call per version. Whatever fails still
+    fails one job alone: a `predict_batch` that raises is called again per job, an `answer` that raises
+    is that job's exception.
     """
     groups: dict[int, list[int]] = {}
     for i, job in enumerate(jobs):
         groups.setdefault(id(job.model), []).append(i)
     out: dict[int, R | Exception] = {}
     for idx in groups.values():
-        predictor = jobs[idx[0]].model.predictor
-        try:
-            results = predictor.predict_batch([jobs[i].input for i in idx])
-        except Exception as e:  # predict_batch itself broke (a bug): each of its jobs hears of it
-            results = [e] * len(idx)
+        results = _predict(jobs[idx[0]].model, [jobs[i].input for i in idx])
         for i, result in zip(idx, results, strict=True):
-            out[i] = _error(result) if isinstance(result, Exception) else answer(jobs[i], result)
+            out[i] = _error(result) if isinstance(result, Exception) else _answer(answer, jobs[i], result)
     return [out[i] for i in range(len(jobs))]
+
+
+def _predict(model: LoadedModel, inputs: list[Any]) -> list[Any]:
+    """`predict_batch`; if it raises (a bug, or one input it cannot take), once more per input, so that
+    only the input at fault fails. Not when the work was cancelled: nobody waits for any of it."""
+    try:
+        results = model.predictor.predict_batch(inputs)
+    except Cancelled as e:
+        return [e] * len(inputs)
+    except Exception as e:
+        if len(inputs) == 1:
+            return [e]
+        return [_predict(model, [inp])[0] for inp in inputs]
+    if len(results) != len(inputs):  # a broken predictor: nobody can tell which answer is whose
+        bug = RuntimeError(f"predict_batch gave {len(results)} answers for {len(inputs)} inputs")
+        return [bug] * len(inputs)
+    return list(results)
+
+
+def _answer(answer: Callable[[Job[Any], Any], R], job: Job[Any], result: Any) -> R | Exception:
+    try:
+        return answer(job, result)
+    except Exception as e:  # a bug in the task's answer for this output: this job's alone
+        return e
 
 
 def _error(e: Exception) -> Exception:

@@ -36,6 +36,7 @@ GENERIC_GLOBS = (
     "service/*.py",
     "training/system.py",
     "training/run.py",
+    "training/checkpoint.py",
     "training/tracking.py",
     "training/recipes/recipe.py",
     "training/recipes/__init__.py",

@@ -10,10 +10,15 @@
    warm-up), then fit with early stopping and the best weights, then test;
 4. the bundle (`inference.bundle`: config.json + safetensors, with the data's transform and example),
    the objective's plots, and the MLflow model registry (`training.tracking`).
+With `checkpoints` (a folder; `seer train` passes one per registered name) the fit writes a checkpoint
+every epoch and `resume=True` continues an interrupted run from it, in the same MLflow run
+(`training.checkpoint`); the folder is removed once the model is registered. Every fit says, after its
+first batches, how long it should take on this machine.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +35,13 @@ from core.ops.dispatch import reset_used_impls, used_impls
 from data.schemas import SeerDataModule
 from inference.bundle import load_bundle, save_bundle
 from inference.registry import get_spec
+from training.checkpoint import (
+    DurationEstimate,
+    EpochCheckpoint,
+    read_resumable,
+    saved_epoch,
+    write_run_info,
+)
 from training.recipes import FitContext, Recipe, TrainerConfig
 from training.system import KeepBestWeights, SeerSystem
 from training.tracking import PrefixedMLFlowLogger, flatten, log_and_register, run_tags, tracking_uri
@@ -43,6 +55,8 @@ class TrainResult:
     champion: bool
     metrics: dict[str, float]
     tracking_uri: str
+    kernels: dict[str, str]  # op -> implementation the run used (also the run's `seer.kernels` tag)
+    resumed_from_epoch: int | None = None  # the checkpoint's last finished epoch (0-based), when resumed
 
 
 def resolve(recipe: Recipe, dm: SeerDataModule) -> Recipe:
@@ -62,7 +76,7 @@ def _trainer(t: TrainerConfig, logger: Logger | bool, callbacks: list[L.Callback
         gradient_clip_val=t.gradient_clip_val,
         logger=logger,
         callbacks=callbacks,
-        enable_checkpointing=False,
+        enable_checkpointing=False,  # training.checkpoint writes its own (safetensors, nothing pickled)
         enable_progress_bar=t.progress_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -77,13 +91,18 @@ def train(
     uri: str | None = None,
     claim_champion: bool = True,
     callbacks: list[L.Callback] | None = None,
+    checkpoints: Path | None = None,
+    resume: bool = False,
 ) -> TrainResult:
     """The whole path: data → model → (before_fit) → fit (early stopping, best weights) → test → MLflow
     run → bundle → registry.
 
     `claim_champion=False` registers the new version without touching any alias (the retraining
     scheduler decides on `@champion` itself, after comparing); `callbacks` are extra Lightning
-    callbacks for every Trainer of the run (the scheduler's cancellation check).
+    callbacks for every Trainer of the run (the scheduler's cancellation check). `checkpoints`: a
+    folder for a checkpoint every epoch; `resume`: continue the interrupted run saved there (its
+    MLflow run, the fit from its last epoch; the `before_fit` stage is not run again: its result is in
+    the saved weights).
     """
     uri = uri or tracking_uri()
     extra = list(callbacks or [])
@@ -97,24 +116,33 @@ def train(
     system = SeerSystem(model, task=spec.task, lr=t.lr, lr_decay=t.lr_decay)
     if t.monitor not in system.monitors:
         raise ValueError(f"trainer.monitor {t.monitor} is not logged for {recipe.model} (it logs {system.monitors})")
+    if resume and checkpoints is None:
+        raise ValueError("resume needs the checkpoint folder of the run to continue")
+    resumed_run, resume_from = read_resumable(checkpoints, recipe.to_dict()) if resume else (None, None)  # type: ignore[arg-type]
+    resumed = None if resume_from is None else saved_epoch(resume_from)
 
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(recipe.experiment)
-    with mlflow.start_run(run_name=f"{recipe.name}-h{recipe.data.horizon}") as run:
+    with mlflow.start_run(run_id=resumed_run, run_name=f"{recipe.name}-h{recipe.data.horizon}") as run:
         run_id = run.info.run_id
-        mlflow.log_params(flatten(recipe.to_dict()))
-        mlflow.log_dict(recipe.to_dict(), "config.json")
+        if resume_from is None:
+            mlflow.log_params(flatten(recipe.to_dict()))
+            mlflow.log_dict(recipe.to_dict(), "config.json")
+        if checkpoints is not None:
+            write_run_info(checkpoints, run_id, recipe.to_dict())
         logger = MLFlowLogger(tracking_uri=uri, run_id=run_id, experiment_name=recipe.experiment)
         reset_used_impls()  # the run's tag names the kernels this run used, nothing earlier in the process
-        before = _before_fit(recipe, dm, model, uri, run_id, extra)
-        metrics = _fit_and_test(t, system, dm, logger, extra)
+        before = _before_fit(recipe, dm, model, uri, run_id, extra) if resume_from is None else {}
+        metrics = _fit_and_test(t, system, dm, logger, extra, checkpoints, resume_from)
         metrics.update(before)
         mlflow.log_metrics({k: v for k, v in metrics.items() if k.startswith(("test_", "best_"))})
         device = str(next(model.parameters()).device)
         mlflow.set_tags(run_tags(recipe.name, recipe.model, recipe.data.dataset, used_impls(), device))
         meta = _bundle_meta(recipe, system, dm, metrics, run_id)
         version, champion = _save_and_register(system, dm, meta, register=register, claim_champion=claim_champion)
-    return TrainResult(run_id, meta["name"], version, champion, metrics, uri)
+    if checkpoints is not None:  # registered: nothing left to resume
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    return TrainResult(run_id, meta["name"], version, champion, metrics, uri, used_impls(), resumed)
 
 
 def _before_fit(
@@ -127,8 +155,10 @@ def _before_fit(
     def make_logger(prefix: str) -> Logger:
         return PrefixedMLFlowLogger(prefix, tracking_uri=uri, run_id=run_id, experiment_name=recipe.experiment)
 
+    stage = f"the {recipe.before_fit.section} stage"
+
     def make_trainer(t: TrainerConfig, logger: Logger | bool, extra: list[L.Callback]) -> L.Trainer:
-        return _trainer(t, logger, [*extra, *callbacks])
+        return _trainer(t, logger, [*extra, *callbacks, DurationEstimate(stage)])
 
     metrics = recipe.before_fit(FitContext(recipe, dm, model, make_trainer, make_logger))
     if metrics:
@@ -137,13 +167,23 @@ def _before_fit(
 
 
 def _fit_and_test(
-    t: TrainerConfig, system: SeerSystem, dm: SeerDataModule, logger: Logger, callbacks: list[L.Callback]
+    t: TrainerConfig,
+    system: SeerSystem,
+    dm: SeerDataModule,
+    logger: Logger,
+    callbacks: list[L.Callback],
+    checkpoints: Path | None = None,
+    resume_from: Path | None = None,
 ) -> dict[str, float]:
     """Fit with early stopping on `t.monitor` (the best validation weights restored), then test; the test
-    metrics plus `best_epoch`, `epochs` and `best_<monitor>`."""
+    metrics plus `best_epoch`, `epochs` and `best_<monitor>`. With `checkpoints`, a checkpoint every
+    epoch; with `resume_from`, the fit continues from that checkpoint."""
     best = KeepBestWeights(t.monitor)
     stop = EarlyStopping(t.monitor, patience=t.patience, mode="min")
-    trainer = _trainer(t, logger, [best, stop, *callbacks])
+    extra: list[L.Callback] = [DurationEstimate("training")]
+    if checkpoints is not None:
+        extra.append(EpochCheckpoint(checkpoints, resume_from))
+    trainer = _trainer(t, logger, [best, stop, *callbacks, *extra])
     trainer.fit(system, datamodule=dm)
     tested = trainer.test(system, datamodule=dm, verbose=False)[0]
     metrics = {k: float(v) for k, v in tested.items()}

@@ -97,3 +97,11 @@ class KeepBestWeights(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._state is not None:
             pl_module.load_state_dict(self._state)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed fit needs (`training.checkpoint` writes `weights` as safetensors)."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "weights": self._state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best, self.best_epoch = state_dict["best"], int(state_dict["best_epoch"])
+        self._state = state_dict["weights"]

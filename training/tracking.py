@@ -6,7 +6,9 @@ import importlib.util
 import os
 import platform
 import subprocess
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,24 @@ def pip_requirements() -> list[str]:
     ]
 
 
+@contextmanager
+def _without_type_hint_advice() -> Iterator[None]:
+    """MLflow advises type hints on `predict` each time it loads the model file (twice per logging); the
+    model is logged as code with an explicit signature, so the advice is noise. A warnings filter cannot
+    drop it (MLflow wraps the call in its own `simplefilter("once")`), so it is left out where it is shown."""
+    shown = warnings.showwarning
+
+    def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+        if "Add type hints to the `predict` method" not in str(message):
+            shown(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
 def log_and_register(
     bundle_dir: Path, registered_name: str, example: Any = None, *, claim_champion: bool = True
 ) -> tuple[str, bool]:
@@ -82,15 +102,16 @@ def log_and_register(
     signature = None
     if isinstance(example, np.ndarray):
         signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float64), (-1, -1))]))
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=str(PYFUNC_FILE),
-        artifacts={"bundle": str(bundle_dir)},
-        pip_requirements=pip_requirements(),
-        registered_model_name=registered_name,
-        input_example=example,
-        signature=signature,
-    )
+    with _without_type_hint_advice():
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_FILE),
+            artifacts={"bundle": str(bundle_dir)},
+            pip_requirements=pip_requirements(),
+            registered_model_name=registered_name,
+            input_example=example,
+            signature=signature,
+        )
     version = str(info.registered_model_version)
     if not claim_champion:
         return version, False

@@ -9,7 +9,10 @@ window is kept (no `drop_last`).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -39,10 +42,45 @@ def ratio_split(n_rows: int, lookback: int, train: float = 0.7, test: float = 0.
     n_train = int(n_rows * train)
     n_test = int(n_rows * test)
     n_val = n_rows - n_train - n_test
-    if min(n_train, n_val, n_test) <= lookback:
-        raise ValueError(f"{n_rows} rows are too few for a {train:.0%}/{1 - train - test:.0%}/{test:.0%} split")
+    if n_train <= lookback or min(n_val, n_test) < 1:
+        raise ValueError(
+            f"{n_rows} rows are too few for a {train:.0%}/{1 - train - test:.0%}/{test:.0%} split with lookback "
+            f"{lookback}: the training part ({n_train} rows) must be longer than the lookback"
+        )
     return Split(
         train=(0, n_train),
         val=(n_train - lookback, n_train + n_val),
         test=(n_rows - n_test - lookback, n_rows),
     )
+
+
+def fit_lookback(n_rows: int, horizon: int, preferred: int, train: float = 0.7, test: float = 0.2) -> int:
+    """The lookback for a file of `n_rows` under the ratio split: `preferred`, or less where the file is
+    short, so that the training part keeps at least half its rows as windows. Raises when the
+    validation or test part cannot hold one `horizon` (the message says how many rows would)."""
+    n_train, n_test = int(n_rows * train), int(n_rows * test)
+    n_val = n_rows - n_train - n_test
+    if min(n_val, n_test) < horizon:
+        need = math.ceil(horizon / min(test, 1 - train - test))
+        raise ValueError(
+            f"{n_rows} rows are too few for horizon {horizon}: the validation and test parts "
+            f"({1 - train - test:.0%} and {test:.0%} of the rows: {n_val} and {n_test}) must each hold at least "
+            f"{horizon} rows; use a shorter horizon or a file of at least {need} rows"
+        )
+    longest = n_train - horizon + 1 - max(1, n_train // 2)  # half the training rows stay windows
+    if longest < 1:
+        raise ValueError(f"{n_rows} rows leave no lookback for horizon {horizon}; use a shorter horizon")
+    return min(preferred, longest)
+
+
+def describe_split(split: Split, dates: Sequence[Any], lookback: int, horizon: int) -> str:
+    """The split in a person's words: each part's rows, dates and forecast windows."""
+    parts = []
+    for part in ("train", "val", "test"):
+        start, end = getattr(split, part)
+        first = start if part == "train" else start + lookback  # val/test windows reach back one lookback
+        parts.append(
+            f"{part} rows {first}-{end - 1} ({dates[first]:%Y-%m-%d %H:%M} .. {dates[end - 1]:%Y-%m-%d %H:%M}, "
+            f"{split.n_windows(part, lookback, horizon)} windows)"
+        )
+    return "; ".join(parts)

@@ -80,7 +80,7 @@ def load_series(dataset: str) -> tuple[pl.DataFrame, DatasetSpec | None]:
     """The wide frame (`date` + variates) of a catalogue dataset or a file path.
 
     Sentinels listed in the catalogue entry are nulls in the returned frame; files given by path are
-    returned as read.
+    returned as read, less their text columns (`data.series.readers.to_wide`, `numeric_only`).
     """
     spec = CATALOGUE.get(dataset)
     if spec is not None:
@@ -89,7 +89,8 @@ def load_series(dataset: str) -> tuple[pl.DataFrame, DatasetSpec | None]:
     if not path.exists():
         known = ", ".join(CATALOGUE)
         raise FileNotFoundError(f"unknown dataset {dataset!r}: not one of {known} and not an existing file")
-    return read_series(path), None
+    # A user's file: its timestamp column found by name or content, text columns left out.
+    return read_series(path, date_column="", numeric_only=True), None
 
 
 def split_for(spec: DatasetSpec | None, n_rows: int, lookback: int) -> Split:

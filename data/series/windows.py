@@ -8,7 +8,7 @@ yields `b - a - L - H + 1` windows, all of them (test windows are never dropped)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,9 +20,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from data.scalers import StandardScaler
 from data.schemas import ForecastBatch, ForecastExample, ForecastWindow, SeerDataModule
-from data.series.calendar import infer_step_seconds, n_features, time_features
-from data.series.protocols import Split
-from data.series.sources import load_series, split_for
+from data.series.calendar import infer_frequency, infer_step_seconds, n_features, time_features
+from data.series.protocols import Split, describe_split, fit_lookback
+from data.series.sources import CATALOGUE, load_series, split_for
+from data.series.user import describe_file
 
 if TYPE_CHECKING:
     from data.series.corpus import CorpusConfig
@@ -76,6 +77,37 @@ class ForecastDataConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_file(
+        cls, path: str, horizon: int, lookback: int, targets: Sequence[str] = (), calendar: bool = True, **kw: Any
+    ) -> ForecastDataConfig:
+        """A user's file (`data.series.user.describe_file`): its series (`targets` or every numeric
+        column), the calendar features of its inferred frequency (none with `calendar=False`), and
+        `lookback`, or less where the file is short (`data.series.protocols.fit_lookback`)."""
+        summary = describe_file(path, targets)
+        return cls(
+            dataset=str(path),
+            lookback=fit_lookback(summary.rows, horizon, lookback),
+            horizon=horizon,
+            calendar_freq=summary.frequency.freq if calendar else "",
+            variates=summary.variates,
+            **kw,
+        )
+
+    def describe(self) -> str:
+        """What training reads, in a person's words: the file's series and frequency, and the split."""
+        if self.dataset in CATALOGUE:
+            spec = CATALOGUE[self.dataset]
+            protocol = "ETT 12/4/4 months" if spec.protocol == "ett" else "70/10/20 % by time"
+            return f"data: {self.dataset} (shipped), split {protocol}; lookback {self.lookback}, horizon {self.horizon}"
+        summary = describe_file(self.dataset, self.variates)
+        frame, _ = load_series(self.dataset)
+        split = split_for(None, summary.rows, self.lookback)
+        return (
+            f"{summary.describe()}\nsplit 70/10/20 % by time, lookback {self.lookback}, horizon {self.horizon}: "
+            f"{describe_split(split, frame['date'].to_list(), self.lookback, self.horizon)}"
+        )
+
     def datamodule(self, corpus: CorpusConfig | None = None) -> ForecastDataModule:
         if corpus is not None:
             raise ValueError(f"{self.dataset}: a dataset's data takes no pretraining corpus")
@@ -89,6 +121,30 @@ class ForecastDataConfig:
             horizon=int(transform["horizon"]),
             variates=tuple(transform["variates"]),
         )
+
+
+def _check_complete(raw: np.ndarray, variates: list[str], dates: Any) -> None:
+    """A file's values must all be present: say which columns miss how many, and from when."""
+    missing = ~np.isfinite(raw)  # [T, N]
+    if not missing.any():
+        return
+    cols = [f"{v} ({int(missing[:, j].sum())}, first at {dates[int(np.argmax(missing[:, j]))]})"
+            for j, v in enumerate(variates) if missing[:, j].any()]  # fmt: skip
+    raise ValueError(
+        f"missing or non-finite values in {', '.join(cols[:5])}: fill them (or pick other columns); "
+        "a long file's series must share their timestamps"
+    )
+
+
+def _check_windows(split: Split, lookback: int, horizon: int) -> None:
+    """Every part of the split must hold at least one window (early stopping and the test need them)."""
+    for part in ("train", "val", "test"):
+        if split.n_windows(part, lookback, horizon) < 1:
+            start, end = getattr(split, part)
+            raise ValueError(
+                f"the {part} part (rows {start}-{end - 1}) holds no window of lookback {lookback} + horizon "
+                f"{horizon}: use a shorter lookback (--set data.lookback=...) or horizon, or more rows"
+            )
 
 
 class ForecastDataModule(SeerDataModule):
@@ -109,14 +165,18 @@ class ForecastDataModule(SeerDataModule):
         if missing:
             raise ValueError(f"variates {missing} not in {c.dataset} (has {frame.columns[1:]})")
         raw = frame.select(variates).to_numpy().astype(np.float64)  # [T, N]
+        if spec is None:  # a user's file: a point model needs every value (catalogue sentinels are documented)
+            _check_complete(raw, variates, frame["date"])
         self.split: Split = split_for(spec, len(raw), c.lookback)
+        _check_windows(self.split, c.lookback, c.horizon)
         self.scaler = StandardScaler.fit(raw[slice(*self.split.train)])
         self.values = self.scaler.transform(raw)  # [T, N] scaled with train statistics
         dates = frame["date"]
         self.marks = time_features(dates, c.calendar_freq) if c.calendar_freq else np.zeros((len(raw), 0), np.float32)
         self.dates = dates
         self.variates = variates
-        self.step_seconds = infer_step_seconds(dates)
+        # A file's step comes from its calendar (monthly steps are calendar months); catalogue data are regular.
+        self.step_seconds = infer_frequency(dates).step_seconds if spec is None else infer_step_seconds(dates)
         self._ready = True
 
     @property

@@ -7,6 +7,12 @@ and one line here.
 from __future__ import annotations
 
 from inference.predictor import Predictor
+from inference.tasks.classify import ClassifyPredictor
+from inference.tasks.denoise import DenoisePredictor
 from inference.tasks.forecast import ForecastPredictor
 
-PREDICTORS: dict[str, type[Predictor]] = {ForecastPredictor.task: ForecastPredictor}
+PREDICTORS: dict[str, type[Predictor]] = {
+    ForecastPredictor.task: ForecastPredictor,
+    ClassifyPredictor.task: ClassifyPredictor,
+    DenoisePredictor.task: DenoisePredictor,
+}

@@ -8,6 +8,8 @@ in its `__init__.py`) and one entry here; `service.app` includes each task's rou
 from __future__ import annotations
 
 from service.task import ServiceTask
+from service.tasks.classify import CLASSIFY
+from service.tasks.denoise import DENOISE
 from service.tasks.forecast import FORECAST
 
-TASKS: dict[str, ServiceTask] = {t.name: t for t in (FORECAST,)}
+TASKS: dict[str, ServiceTask] = {t.name: t for t in (FORECAST, DENOISE, CLASSIFY)}

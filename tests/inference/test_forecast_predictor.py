@@ -203,6 +203,7 @@ def test_describe_is_the_forecast_block(point: ForecastPredictor, prob: Forecast
         "any_variates": False,
         "max_variates": N,
         "allows_missing": False,
+        "max_cost": 1.0,
     }
     assert prob.describe()["max_horizon"] == P_HMAX and prob.describe()["horizon"] == P_H
     json.dumps(block)  # JSON-able as it is
@@ -233,3 +234,150 @@ def test_a_bundle_of_a_task_with_no_predictor_fails_to_load(tmp_path: Path) -> N
 def test_timestamps_may_come_parsed(point: ForecastPredictor) -> None:
     parsed = [datetime.fromisoformat(t) for t in hourly_stamps()]
     assert point.validate(request(timestamps=parsed)) is None
+
+
+# Issue 14: what a hostile client found in the request rules.
+
+
+def stamps_every(step: timedelta, n: int = L, start: datetime = START) -> list[str]:
+    return [(start + step * k).isoformat() for k in range(n)]
+
+
+def gapped(step: timedelta, at: int, n: int = L) -> list[str]:
+    """Hourly timestamps with one step of `step` before row `at` (rows missing where it is a multiple)."""
+    stamps = [START + timedelta(hours=k) for k in range(n)]
+    return [(t if k < at else t + step - timedelta(hours=1)).isoformat() for k, t in enumerate(stamps)]
+
+
+@pytest.mark.parametrize(
+    ("stamps", "needles", "field"),
+    [
+        (stamps_every(timedelta(minutes=15)), ("1 h apart", "timestamps[1] is 15 min after"), "timestamps.1"),
+        (
+            stamps_every(timedelta(days=1)),
+            ("1 h apart", "only 0 of the 15 steps are 1 h", "1 day after"),
+            "timestamps.1",
+        ),
+        (stamps_every(timedelta(microseconds=1)), ("1 h apart", "1e-06 s after"), "timestamps.1"),
+        (gapped(timedelta(minutes=90), 5), ("whole number of 1 h", "timestamps[5] is 90 min after"), "timestamps.5"),
+    ],
+)
+def test_timestamps_must_be_at_the_model_step(
+    point: ForecastPredictor, stamps: list[str], needles: tuple[str, ...], field: str
+) -> None:
+    """15-minute, daily, microsecond or irregular timestamps to an hourly model: wrong calendar features and
+    future timestamps labelled at 1-hour steps before; now a 422 naming the step and the first bad one."""
+    got = reason(point, request(timestamps=stamps))
+    assert got.field == field, got
+    for needle in needles:
+        assert needle in got.message, got
+
+
+def test_a_gap_of_missing_rows_is_not_another_step(point: ForecastPredictor) -> None:
+    """A whole number of steps between two rows is rows missing, as in the data a model trains on: served,
+    with the calendar of each row as it is and the future at the model's step after the last."""
+    inp = point.parse(request(timestamps=gapped(timedelta(hours=5), 9)))
+    assert isinstance(inp, ForecastInput) and inp.future is not None
+    assert inp.future[0] - inp.timestamps[-1] == timedelta(hours=1)  # type: ignore[index]
+
+
+def test_a_model_without_a_step_takes_evenly_spaced_timestamps(prob: ForecastPredictor) -> None:
+    uneven = stamps_every(timedelta(minutes=10), P_L)
+    uneven[7] = (datetime.fromisoformat(uneven[7]) + timedelta(seconds=1)).isoformat()
+    got = reason(prob, {"history": any_history(2), "timestamps": uneven})
+    assert got.field == "timestamps.7" and "evenly spaced" in got.message and "leave `timestamps` out" in got.message
+
+
+@pytest.mark.parametrize("step", [timedelta(milliseconds=500), timedelta(seconds=1.5), timedelta(microseconds=250)])
+def test_sub_second_steps_are_kept(prob: ForecastPredictor, step: timedelta) -> None:
+    """500 ms steps gave H copies of the last timestamp and 1.5 s steps came back as 1 s: the step was
+    cut to whole seconds. The future continues the exact step."""
+    stamps = stamps_every(step, P_L)
+    inp = prob.parse({"history": any_history(1), "timestamps": stamps, "horizon": 5})
+    assert isinstance(inp, ForecastInput)
+    (out,) = prob.predict_batch([inp])
+    assert isinstance(out, ForecastOutput) and out.timestamps is not None
+    last = datetime.fromisoformat(stamps[-1])
+    assert out.timestamps == [last + step * (k + 1) for k in range(5)]
+
+
+def test_timestamps_past_year_9999_are_a_reason(point: ForecastPredictor, prob: ForecastPredictor) -> None:
+    """The future timestamps overflowed datetime inside the batch (a 500 for every batch-mate on the
+    probabilistic model); they are computed by `parse` now."""
+    late = stamps_every(timedelta(hours=1), L, datetime(9999, 12, 31, 23 - L))
+    got = reason(point, request(timestamps=late))
+    assert got.field == "timestamps" and "9999-12-31" in got.message
+    # A huge step between timestamps (a model without a fixed step takes the request's own).
+    huge = stamps_every(timedelta(days=365 * 300), P_L, datetime(1, 1, 1))
+    got = reason(prob, {"history": any_history(1), "timestamps": huge})
+    assert got.field == "timestamps" and "would pass 9999-12-31" in got.message
+
+
+@pytest.mark.parametrize(
+    ("levels", "field", "needle"),
+    [([1e-50], "quantiles.0", "quantiles[0] = 1e-50 rounds to 0"), ([0.5, 1 - 1e-10], "quantiles.1", "rounds to 1")],
+)
+def test_levels_that_round_to_0_or_1_in_float32(
+    prob: ForecastPredictor, levels: list[float], field: str, needle: str
+) -> None:
+    """Named a level the client never sent and blamed `history`; now names the level sent, and why."""
+    got = reason(prob, {"history": any_history(2), "quantiles": levels})
+    assert got.field == field and needle in got.message and "float32" in got.message, got
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "needle"),
+    [
+        ({"history": with_value(0, 1, "1.5")}, "history.0.1", "got str '1.5'"),  # type: ignore[arg-type]
+        ({"history": with_value(2, 0, True)}, "history.2.0", "got a boolean"),
+        ({"horizon": "5"}, "horizon", "whole number"),
+        ({"horizon": 5.0}, "horizon", "got float"),
+        ({"horizon": True}, "horizon", "got a boolean"),
+    ],
+)
+def test_numbers_are_parsed_strictly(
+    point: ForecastPredictor, changes: dict[str, Any], field: str, needle: str
+) -> None:
+    """numpy read "1.5" and true as numbers, and a float horizon passed: all refused, by field."""
+    got = reason(point, request(**changes))
+    assert got.field == field and needle in got.message, got
+
+
+def test_levels_are_parsed_strictly(prob: ForecastPredictor) -> None:
+    for bad, needle in (([0.1, "0.5"], "got str"), ([True], "got a boolean"), ("0.5", "a list of levels")):
+        got = reason(prob, {"history": any_history(2), "quantiles": bad})
+        assert needle in got.message and got.field.startswith("quantiles"), got
+
+
+def test_cost_grows_with_variates_and_horizon(point: ForecastPredictor, prob: ForecastPredictor) -> None:
+    """Point models: one shape, cost 1. Probabilistic: relative to the example (3 variates) at the trained
+    horizon; the bound is the widest request at the trained horizon, so each advertised bound is reachable
+    alone but not together."""
+    parsed = point.parse(request())
+    assert isinstance(parsed, ForecastInput) and point.cost(parsed) == 1.0 == point.max_cost
+
+    def cost(n: int, horizon: int) -> float:
+        inp = prob.parse({"history": any_history(n), "horizon": horizon})
+        assert isinstance(inp, ForecastInput)
+        return prob.cost(inp)
+
+    assert cost(3, P_H) == pytest.approx(1.0)
+    assert cost(1, P_H) < 1.0 < cost(6, P_H) < cost(6, 2 * P_H)
+    assert cost(64, P_H) == pytest.approx(prob.max_cost)
+    assert cost(64, P_HMAX) > 4 * prob.max_cost and cost(1, P_HMAX) < prob.max_cost
+    inp = prob.parse({"history": any_history(64), "horizon": P_HMAX})
+    refusal = prob.too_costly(inp, cost(64, P_HMAX))  # type: ignore[arg-type]
+    assert refusal.status == 413 and "64 variates over horizon 64" in refusal.message
+    assert "shorter horizon" in refusal.message and "several requests" in refusal.message
+
+
+def test_max_cost_comes_from_the_metadata(tmp_path: Path) -> None:
+    path = make_moirai_bundle(tmp_path / "b")
+    meta = json.loads((path / "config.json").read_text())
+    meta["transform"]["max_cost"] = 2.5
+    (path / "config.json").write_text(json.dumps(meta))
+    assert load_predictor(path).describe()["max_cost"] == 2.5
+    meta["transform"]["max_cost"] = "lots"
+    (path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="max_cost must be a positive number"):
+        load_predictor(path)

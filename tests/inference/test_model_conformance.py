@@ -28,9 +28,40 @@ def forecast_contract(config, inputs: tuple[torch.Tensor, ...], out: torch.Tenso
     assert out.shape == (x.shape[0], config.horizon, config.n_variates)
 
 
+def classify_contract(config, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+    """classify: flows [B, W, F] (+ pad_mask [B, W]) -> logits [B, K], finite."""
+    flows = inputs[0]
+    assert flows.shape[1:] == (config.window, config.n_features)
+    assert out.shape == (flows.shape[0], config.n_classes) and bool(torch.isfinite(out).all())
+
+
+def denoise_contract(config, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+    """denoise: x [B, N, T] -> x_clean [B, N, T], finite."""
+    x = inputs[0]
+    assert x.shape[1:] == (config.n_channels, config.window)
+    assert out.shape == x.shape and bool(torch.isfinite(out).all())
+
+
 # task -> (output check, config fields a tiny config must refuse at 0)
 CONTRACTS: dict[str, tuple[Callable[..., None], tuple[str, ...]]] = {
     "forecast": (forecast_contract, ("lookback", "horizon")),
+    "classify": (classify_contract, ("window", "n_classes")),
+    "denoise": (denoise_contract, ("n_channels", "window")),
+}
+
+
+def one_step_short(xs: tuple[torch.Tensor, ...]) -> tuple[tuple[torch.Tensor, ...], str]:
+    """The first input one step shorter than the model expects, and the error it must raise."""
+    return (xs[0][:, :-1], *xs[1:]), "expected x"
+
+
+def one_flow_short(xs: tuple[torch.Tensor, ...]) -> tuple[tuple[torch.Tensor, ...], str]:
+    return (xs[0][:, :-1],), "expected flows"
+
+
+# task -> a bad input built from good ones and the error message it must raise (default: one_step_short)
+BAD_INPUTS: dict[str, Callable[[tuple[torch.Tensor, ...]], tuple[tuple[torch.Tensor, ...], str]]] = {
+    "classify": one_flow_short,
 }
 
 
@@ -80,9 +111,11 @@ def test_output_follows_the_task_contract_and_bad_input_is_refused(name):
     model = build(name).eval()
     cfg = model.config
     xs = inputs(name, cfg)
-    CONTRACTS[get_spec(name).task][0](cfg, xs, model(*xs))
-    with pytest.raises(ValueError, match="expected x"):
-        model(xs[0][:, :-1], *xs[1:])
+    task = get_spec(name).task
+    CONTRACTS[task][0](cfg, xs, model(*xs))
+    bad, match = BAD_INPUTS.get(task, one_step_short)(xs)
+    with pytest.raises(ValueError, match=match):
+        model(*bad)
 
 
 @pytest.mark.parametrize("name", NAMES)

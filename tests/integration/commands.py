@@ -17,8 +17,9 @@ SWITCHES = frozenset({"--serve-artifacts", "--no-serve-artifacts", "--smoke", "-
 
 # The first champion of the integration story: the `--smoke` model trained with a learning rate so
 # high (Adam moves every weight by ~lr per step) that its forecasts are off by orders of magnitude,
-# so a properly trained challenger beats it by a margin no training noise can flip.
-BAD_FIRST_TRAIN_ARGS = ("--smoke", "--set", "trainer.lr=10")
+# so a properly trained challenger beats it by a margin no training noise can flip. A smoke run
+# registers as `<name>-smoke` unless `registered_name` is set: here it must be the real name.
+BAD_FIRST_TRAIN_ARGS = ("--smoke", "--set", "trainer.lr=10", "--set", "registered_name=itransformer-etth1")
 
 
 def mlflow_server(

@@ -49,13 +49,13 @@ class FaultyPredictor(ForecastPredictor):
 
     delay_s: float = 0.0
 
-    def point_forecast(self, history: np.ndarray, timestamps: Any = None) -> np.ndarray:
+    def point_forecast(self, history: np.ndarray, timestamps: Any = None, futures: Any = None) -> np.ndarray:
         time.sleep(self.delay_s)
         if np.any(np.asarray(history)[:, 0, 0] == 12345.0):
             raise ValueError("the model cannot take a 12345")
         if np.any(np.asarray(history)[:, 0, 0] == 666.0):
             raise RuntimeError("a bug in the model code")
-        return super().point_forecast(history, timestamps)
+        return super().point_forecast(history, timestamps, futures)
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,7 @@ def test_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SEER_REQUEST_TIMEOUT_S", "2")
     monkeypatch.setenv("SEER_API_KEY", KEY)
     s = Settings()
-    assert (s.max_batch_size, s.max_wait_ms, s.request_timeout_s, s.api_key) == (16, 3.5, 2.0, KEY)
+    assert (s.max_batch_size, s.max_wait_ms, s.request_timeout_s, s.key) == (16, 3.5, 2.0, KEY)
     monkeypatch.setenv("SEER_MAX_BATCH_SIZE", "lots")
     with pytest.raises(ValidationError, match="max_batch_size"):
         Settings()

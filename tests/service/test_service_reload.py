@@ -203,3 +203,46 @@ def test_swaps_under_a_concurrent_request_loop_fail_nothing(registry: Registry, 
         assert answers and all(status == 200 for status, _ in answers), [a for a in answers if a[0] != 200][:3]
         assert {v for _, v in answers} == {"1", "2"}
         assert metric(c, f'seer_model_reloads_total{{model="{NAME}"}}') == 5
+
+
+def test_one_models_registry_problem_stops_no_other_reload(registry: Registry, bundles: dict[str, Path]) -> None:
+    """Issue 14: a deleted alias or a version without artifacts was "tracking server unreachable" for every
+    model, and the models after it in the loop were skipped. Now it is that model's problem alone."""
+    other = "other"
+    client = registry.client
+    client.create_registered_model(other)
+
+    def register_other(bundle: Path) -> tuple[str, Path]:
+        run = client.create_run(registry.exp)
+        client.log_artifacts(run.info.run_id, str(bundle), "model")
+        mv = client.create_model_version(other, f"{run.info.artifact_uri}/model", run.info.run_id)
+        client.set_registered_model_alias(other, "champion", mv.version)
+        return str(mv.version), Path(run.info.artifact_uri.removeprefix("file://")) / "model"
+
+    register_other(bundles["v1"])
+    settings = Settings(models=f"{other}@champion,{NAME}@champion", tracking_uri=registry.uri, reload_interval_s=0)
+    with TestClient(create_app(settings), client=("127.0.0.1", 50000)) as c:
+        # The other model's new version has lost its artifacts; this one's alias moves to a good version.
+        version, artifacts = register_other(bundles["v2"])
+        shutil.rmtree(artifacts)
+        registry.register(bundles["v2"])
+        report = c.post("/admin/reload").json()
+        assert report["tracking"] == "ok", report
+        assert report["models"][NAME] == {"action": "swapped", "version": "2", "previous": "1"}
+        assert (
+            report["models"][other]["action"] == "failed" and f"version {version}" in report["models"][other]["error"]
+        )
+        assert forecast(c) == (200, "2")
+        entry = c.get("/readyz").json()["reload"][other]
+        assert entry["version"] == "1" and entry["tracking"] == "ok" and "cannot download" in entry["problem"]
+        # Its alias deleted: the registry's answer, for it alone; this model's next move still swaps.
+        client.delete_registered_model_alias(other, "champion")
+        registry.move("1")
+        report = c.post("/admin/reload").json()
+        assert report["models"][other]["action"] == "failed" and "champion" in report["models"][other]["error"]
+        assert report["models"][NAME]["action"] == "swapped" and report["tracking"] == "ok"
+        assert c.app.state.reloader.failures == 0  # type: ignore[attr-defined]  # no backoff: the server answered
+        # The alias comes back: the problem is gone.
+        client.set_registered_model_alias(other, "champion", "1")
+        assert c.post("/admin/reload").json()["models"][other] == {"action": "unchanged", "version": "1"}
+        assert "problem" not in c.get("/readyz").json()["reload"][other]

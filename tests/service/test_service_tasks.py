@@ -1,4 +1,4 @@
-"""The service split by task, with a second task made up for the test (an "echo" denoiser: a predictor
+"""The service split by task, with a task made up for the test (an "echo" task: a predictor
 registered in `inference.tasks.PREDICTORS`, a `ServiceTask` in `service.tasks.TASKS`, both by
 monkeypatching): each task's model info is the common fields plus its `describe()` block, a request to a
 model of another task is a 404 naming the model's task and endpoint, and a bundle of a task the service
@@ -31,7 +31,7 @@ from service.store import LoadedModel
 from service.task import Job, ServiceTask, run_jobs
 from tests.service.service_fixtures import assert_4xx, hourly_stamps, make_bundle, point_history
 
-TASK = "denoise"  # a task with no predictor yet: the test registers one
+TASK = "echo"  # a task no family has: the test registers its predictor and endpoint
 
 
 @dataclass
@@ -88,7 +88,7 @@ class EchoResponse(BaseModel):
 
 
 class EchoModelInfo(ModelInfo):
-    task: Literal["denoise"]
+    task: Literal["echo"]
     channels: list[str]
     sfreq: float
 
@@ -96,8 +96,8 @@ class EchoModelInfo(ModelInfo):
 router = APIRouter(**V1, tags=[TASK])
 
 
-@router.post("/models/{name}/denoise", response_model=EchoResponse, responses=errors(404, 422))
-async def denoise(
+@router.post("/models/{name}/echo", response_model=EchoResponse, responses=errors(404, 422))
+async def echo(
     model: Annotated[LoadedModel, Depends(model_of(TASK))],
     req: Annotated[EchoRequest, Depends(json_body(EchoRequest))],
     request: Request,
@@ -115,7 +115,7 @@ def answer(job: Job[np.ndarray], out: np.ndarray) -> EchoResponse:
 
 ECHO = ServiceTask(
     name=TASK,
-    path="/v1/models/{name}/denoise",
+    path="/v1/models/{name}/echo",
     router=router,
     request=EchoRequest,
     response=EchoResponse,
@@ -154,20 +154,20 @@ def client(tmp_path: Path, with_predictor: None, monkeypatch: pytest.MonkeyPatch
 
 
 def test_each_task_serves_at_its_own_endpoint(client: TestClient) -> None:
-    r = client.post("/v1/models/eeg/denoise", json={"sfreq": 256, "channels": ["Fp1", "Fp2"], "data": [[1, 3], [2, 6]]})
+    r = client.post("/v1/models/eeg/echo", json={"sfreq": 256, "channels": ["Fp1", "Fp2"], "data": [[1, 3], [2, 6]]})
     assert r.status_code == 200, r.text
     assert r.json() == {"data": [[-1.0, 1.0], [-2.0, 2.0]], "model": {"name": "eeg", "version": "local"}}
     r = client.post("/v1/models/m/forecast", json={"history": point_history(), "timestamps": hourly_stamps()})
     assert r.status_code == 200, r.text
-    r = client.post("/v1/models/eeg/denoise", json={"sfreq": 256, "channels": ["Fp1"], "data": [[1, 3]]})
+    r = client.post("/v1/models/eeg/echo", json={"sfreq": 256, "channels": ["Fp1"], "data": [[1, 3]]})
     assert_4xx(r, 422, "data must be 2 channels × T samples", field="data")
 
 
 def test_a_model_of_another_task_is_a_4xx_naming_its_endpoint(client: TestClient) -> None:
     r = client.post("/v1/models/eeg/forecast", json={"history": point_history()})
     detail = assert_4xx(r, 404, field="name")
-    assert detail == "model eeg is a denoise model: POST /v1/models/eeg/denoise"
-    r = client.post("/v1/models/m/denoise", json={"sfreq": 256, "channels": [], "data": []})
+    assert detail == "model eeg is a echo model: POST /v1/models/eeg/echo"
+    r = client.post("/v1/models/m/echo", json={"sfreq": 256, "channels": [], "data": []})
     assert_4xx(r, 404, "model m is a forecast model: POST /v1/models/m/forecast", field="name")
 
 
@@ -185,14 +185,16 @@ def test_model_info_is_common_fields_and_the_task_block(client: TestClient) -> N
     spec = client.get("/openapi.json").json()
     schema = spec["paths"]["/v1/models/{name}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     refs = {s["$ref"].rsplit("/", 1)[-1] for s in schema["oneOf"]}
-    assert refs == {"ForecastModelInfo", "EchoModelInfo"} and schema["discriminator"]["propertyName"] == "task"
-    assert "/v1/models/{name}/denoise" in spec["paths"] and "/v1/models/{name}/forecast" in spec["paths"]
+    served = {t.info.__name__ for t in service.tasks.TASKS.values()}
+    assert "EchoModelInfo" in served and "ForecastModelInfo" in served
+    assert refs == served and schema["discriminator"]["propertyName"] == "task"
+    assert "/v1/models/{name}/echo" in spec["paths"] and "/v1/models/{name}/forecast" in spec["paths"]
 
 
 def test_a_task_without_an_endpoint_fails_startup(tmp_path: Path, with_predictor: None) -> None:
     """The predictor loads it, but this service has no route for it: refused at startup, not per request."""
     app = create_app(Settings(models=f"eeg={echo_bundle(tmp_path / 'eeg')}"))
-    refusal = "eeg=.*is a denoise model; this service serves forecast models only"
+    refusal = "eeg=.*is a echo model; this service serves .*forecast.* models only"
     with pytest.raises(RuntimeError, match=refusal), TestClient(app):
         pass
 

@@ -60,7 +60,7 @@ def test_the_table_gives_the_forecast_objective():
     assert FORECAST_OBJECTIVE.monitors == ("val_mse", "val_mae", "val_nll")
     assert FORECAST_OBJECTIVE.default_monitor == "val_mse"
     with pytest.raises(ValueError, match="no training objective"):
-        objective_for("denoise")
+        objective_for("teleport")
 
 
 def test_point_model_trains_on_mse_and_gets_no_likelihood():

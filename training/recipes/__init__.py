@@ -4,7 +4,8 @@
 dotted overrides; MLflow logs the resolved result. Defaults follow the official code of each paper.
 
 One module per model family next to this one (e.g. `training/recipes/itransformer.py`) exports
-`RECIPES: dict[name, () -> Recipe]`; the table below gathers every such module, so a family adds its
+`RECIPES: dict[name, () -> Recipe]` and, for models that train on a user's file, `FILE_RECIPES:
+dict[model name, FileRecipe]`; the tables below gather every such module, so a family adds its
 recipes by adding its file. Two kinds of recipe: a dataset recipe (`data` one dataset under its
 protocol split and scaler) and a corpus-pretraining recipe (`corpus` set, `data` windows of the
 pretraining mixture with held-out val/test windows). Override sections: model., data., trainer., and
@@ -17,35 +18,53 @@ import dataclasses
 import importlib
 import json
 import pkgutil
+import re
 from collections.abc import Callable
 from typing import Any
 
-from training.recipes.recipe import DataSpec, FitContext, FitHook, Recipe, TrainerConfig
+from training.recipes.recipe import DataSpec, Described, FileRecipe, FitContext, FitHook, Recipe, TrainerConfig
 
 BASE_MODULES = ("recipe",)  # this package's modules that define no family's recipes
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a registered model name (also a URL path segment)
 
 
-def _gather() -> dict[str, Callable[[], Recipe]]:
-    """Every family module's `RECIPES`, merged (a name defined twice is an error)."""
-    table: dict[str, Callable[[], Recipe]] = {}
+def _gather(table_name: str) -> dict[str, Any]:
+    """Every family module's table `table_name` (`RECIPES`, `FILE_RECIPES`), merged (a name defined twice
+    is an error; a family without the table adds nothing to it)."""
+    table: dict[str, Any] = {}
     for info in pkgutil.iter_modules(__path__):
         if info.name in BASE_MODULES:
             continue
         family = importlib.import_module(f"{__name__}.{info.name}")
-        for name, make in family.RECIPES.items():
+        for name, make in getattr(family, table_name, {}).items():
             if name in table:
-                raise ValueError(f"recipe {name!r} is defined twice (again in {family.__name__})")
+                raise ValueError(f"{table_name} entry {name!r} is defined twice (again in {family.__name__})")
             table[name] = make
     return dict(sorted(table.items()))
 
 
-RECIPES: dict[str, Callable[[], Recipe]] = _gather()
+RECIPES: dict[str, Callable[[], Recipe]] = _gather("RECIPES")
+# Registered model name -> recipe on a user's file (`seer train MODEL --data FILE --horizon H --name NAME`).
+FILE_RECIPES: dict[str, FileRecipe] = _gather("FILE_RECIPES")
 
 
 def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
-        raise KeyError(f"unknown recipe {name!r}; available: {', '.join(sorted(RECIPES))}")
+        hint = f"; {name} is a model: add --data FILE --horizon H --name NAME" if name in FILE_RECIPES else ""
+        raise KeyError(f"unknown recipe {name!r}{hint}; available: {', '.join(sorted(RECIPES))}")
     return RECIPES[name]()
+
+
+def file_recipe(model: str, path: str, horizon: int, name: str, targets: tuple[str, ...] = ()) -> Recipe:
+    """The recipe that trains registered model `model` on the file at `path` to forecast `horizon`
+    steps, registered as `name` (`targets`: the series to use; default every numeric one)."""
+    if model not in FILE_RECIPES:
+        raise KeyError(f"--data trains a model: {model!r} is not one of {', '.join(FILE_RECIPES)}")
+    if horizon < 1:
+        raise ValueError(f"--horizon must be >= 1, got {horizon}")
+    if not NAME.fullmatch(name):
+        raise ValueError(f"--name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
+    return FILE_RECIPES[model](path, horizon=horizon, name=name, targets=targets)
 
 
 def _parse_value(raw: str) -> Any:
@@ -97,13 +116,17 @@ def smoke(recipe: Recipe) -> Recipe:
 
 
 __all__ = [
+    "FILE_RECIPES",
     "RECIPES",
     "DataSpec",
+    "Described",
+    "FileRecipe",
     "FitContext",
     "FitHook",
     "Recipe",
     "TrainerConfig",
     "apply_overrides",
+    "file_recipe",
     "get_recipe",
     "smoke",
 ]

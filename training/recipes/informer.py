@@ -1,5 +1,5 @@
 """Informer recipes: `informer-<ett>` (today's protocol, lookback 96) and `informer-<ett>-original`
-(the official Informer scripts' protocol)."""
+(the official Informer scripts' protocol); `FILE_RECIPES["informer"]`: today's protocol on a user's file."""
 
 from __future__ import annotations
 
@@ -63,6 +63,32 @@ def informer_ett(dataset: str, horizon: int | None = None, protocol: str = "toda
         description=f"Informer on {dataset}, horizon {horizon}, {source}",
     )
 
+
+def informer_file(path: str, *, horizon: int, name: str, targets: tuple[str, ...] = ()) -> Recipe:
+    """Informer on a user's file under today's protocol (TSLib): lookback 96 (less for a short file),
+    the decoder's start token half the lookback (TSLib's label 48 of 96), factor 3, the calendar
+    features of the file's frequency, the 70/10/20 split."""
+    data = ForecastDataConfig.from_file(path, horizon, lookback=96, targets=targets, batch_size=32)
+    config = InformerConfig(
+        lookback=data.lookback,
+        horizon=horizon,
+        label_len=max(1, data.lookback // 2),
+        factor=3,
+        dropout=0.1,
+        mix_encoder=True,
+    )
+    return Recipe(
+        name=name,
+        model="informer",
+        model_config=config,
+        data=data,
+        trainer=TrainerConfig(max_epochs=10, patience=3, lr=1e-4),
+        registered_name=name,
+        description=f"Informer on {path}, lookback {data.lookback}, label {config.label_len}, horizon {horizon}",
+    )
+
+
+FILE_RECIPES = {"informer": informer_file}
 
 RECIPES: dict[str, Callable[[], Recipe]] = {
     **{f"informer-{ds.lower()}": partial(informer_ett, ds) for ds in INFORMER_DATASETS},

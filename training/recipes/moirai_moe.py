@@ -25,10 +25,12 @@ centroids (`--set model.router=learned`, or `dense`) skips the warm-up: there ar
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning as L
@@ -39,8 +41,9 @@ from core.nn.moe import MoEFeedForward, kmeans
 from data.schemas import SeerDataModule
 from data.series.corpus import DEFAULT_MIXTURE, ZERO_SHOT_EXCLUDE, CorpusConfig
 from data.series.pretrain import PretrainDataConfig
+from data.series.windows import ForecastDataConfig
 from forecasters.moirai_moe import MoiraiMoE, MoiraiMoEConfig
-from training.recipes.recipe import FitContext, Recipe, TrainerConfig
+from training.recipes.recipe import FitContext, Recipe, TrainerConfig, tiny_model
 from training.system import KeepBestWeights, SeerSystem
 
 
@@ -283,6 +286,67 @@ def tiny_pretraining(recipe: Recipe) -> Recipe:
         warmup = dataclasses.replace(warmup, epochs=1, limit_train_batches=2, centroid_batches=2, kmeans_iters=10)
     return dataclasses.replace(recipe, model_config=tiny, data=data, corpus=corpus, before_fit=warmup)
 
+
+# The pretrained tiny model shipped with the repository (pretrained/README.md: recipe, commit, scores).
+PRETRAINED_TINY = Path(__file__).resolve().parents[2] / "pretrained" / "moirai-moe-tiny"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FromPretrained:
+    """Start from a pretrained bundle's weights (fine-tuning): the `init.` section of a file recipe;
+    `bundle=""` trains from scratch (then the router must be `learned`: no warm-up finds centroids)."""
+
+    section: ClassVar[str] = "init"
+
+    bundle: str = str(PRETRAINED_TINY)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def __call__(self, ctx: FitContext) -> dict[str, float]:
+        from inference.bundle import load_bundle
+
+        model = ctx.model
+        if not self.bundle:
+            if isinstance(model, MoiraiMoE) and routes_by_centroids(model.config):
+                raise ValueError('from scratch (init.bundle="") needs --set model.router=learned')
+            return {}
+        if not Path(self.bundle).exists():
+            raise FileNotFoundError(f'init.bundle {self.bundle} not found (--set init.bundle="" trains from scratch)')
+        pretrained, _ = load_bundle(self.bundle)
+        try:
+            model.load_state_dict(pretrained.state_dict(), strict=True)
+        except RuntimeError as e:
+            raise ValueError(f"{self.bundle} does not fit this model config (keep the model.* settings): {e}") from e
+        return {"init_tensors": float(len(pretrained.state_dict()))}
+
+
+def moirai_moe_file(path: str, *, horizon: int, name: str, targets: tuple[str, ...] = ()) -> Recipe:
+    """Moirai-MoE fine-tuned on a user's file from the shipped pretrained tiny model (`FromPretrained`):
+    its config, context 256 (less for a short file), no calendar features (the model uses none), the
+    70/10/20 split, lr 1e-4, early stopping on the validation NLL. `--smoke` trains the tiny config from
+    scratch instead."""
+    data = ForecastDataConfig.from_file(path, horizon, lookback=256, targets=targets, calendar=False, batch_size=32)
+    init = FromPretrained()
+    config = MoiraiMoEConfig.cpu(router="centroid")
+    if Path(init.bundle).exists():
+        config = MoiraiMoEConfig.from_dict(json.loads((Path(init.bundle) / "config.json").read_text())["model_config"])
+    return Recipe(
+        name=name,
+        model="moirai_moe",
+        model_config=config.replace(max_horizon=max(config.max_horizon, horizon)),
+        data=data,
+        trainer=TrainerConfig(
+            max_epochs=10, patience=3, lr=1e-4, lr_decay=0.9, monitor="val_nll", gradient_clip_val=1.0, seed=0
+        ),
+        registered_name=name,
+        description=f"Moirai-MoE fine-tuned from {init.bundle} on {path}, context {data.lookback}, horizon {horizon}",
+        before_fit=init,
+        tiny=lambda r: dataclasses.replace(tiny_model(r), before_fit=FromPretrained(bundle="")),
+    )
+
+
+FILE_RECIPES = {"moirai_moe": moirai_moe_file}
 
 RECIPES: dict[str, Callable[[], Recipe]] = {
     "moirai-moe-tiny": lambda: moirai_moe("tiny"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from data.schemas import SeerDataModule
 from data.series.corpus import CorpusConfig
@@ -50,6 +50,21 @@ class DataSpec(Protocol):
     def for_bundle(self, transform: Mapping[str, Any]) -> DataSpec:
         """The same data shaped like a saved bundle's transform (to test that bundle)."""
         ...
+
+
+@runtime_checkable
+class Described(Protocol):
+    """A data section that can say what it reads, in a person's words (the file, its frequency, the
+    split): `seer train` prints it before training."""
+
+    def describe(self) -> str: ...
+
+
+class FileRecipe(Protocol):
+    """A family's recipe on a user's file: registered model `name`-d, `horizon` steps, the `targets`
+    series (default every numeric one); the data section picks the rest (frequency, calendar, lookback)."""
+
+    def __call__(self, path: str, *, horizon: int, name: str, targets: tuple[str, ...] = ()) -> Recipe: ...
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,25 @@ A new task family adds `training/tasks/<task>/` and one line in each table.
 
 from __future__ import annotations
 
+from training.tasks.classify.holdout import CLASSIFY_HOLDOUT
+from training.tasks.classify.objective import CLASSIFY_OBJECTIVE
+from training.tasks.denoise.holdout import DENOISE_HOLDOUT
+from training.tasks.denoise.objective import DENOISE_OBJECTIVE
 from training.tasks.forecast.holdout import FORECAST_HOLDOUT
 from training.tasks.forecast.objective import FORECAST_OBJECTIVE
 from training.tasks.holdout import Holdout
 from training.tasks.objective import Objective
 
-OBJECTIVES: dict[str, Objective] = {"forecast": FORECAST_OBJECTIVE}
-HOLDOUTS: dict[str, Holdout] = {"forecast": FORECAST_HOLDOUT}
+OBJECTIVES: dict[str, Objective] = {
+    "forecast": FORECAST_OBJECTIVE,
+    "classify": CLASSIFY_OBJECTIVE,
+    "denoise": DENOISE_OBJECTIVE,
+}
+HOLDOUTS: dict[str, Holdout] = {
+    "forecast": FORECAST_HOLDOUT,
+    "classify": CLASSIFY_HOLDOUT,
+    "denoise": DENOISE_HOLDOUT,
+}
 
 
 def objective_for(task: str) -> Objective:

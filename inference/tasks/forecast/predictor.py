@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,12 +36,20 @@ from core.registry import ProbabilisticForecaster
 from data.scalers import StandardScaler
 from data.series.calendar import future_dates, time_features
 from inference.bundle import BundleError, load_bundle
-from inference.predictor import Reason, Refused
+from inference.predictor import Cancelled, Reason, Refused, add_checkpoints
 from inference.tasks.forecast.request import ForecastInput, ForecastOutput, parse_request, refuse
 
 DEFAULT_MAX_VARIATES = 64  # any-variate models: the most variates one request may hold (work bound)
 MEDIAN = 0.5  # a probabilistic model's point forecast is this quantile of its sample paths
 WARM_UP_LEVELS = (0.1, 0.5, 0.9)
+# The work of one sampled forecast of N variates over h steps after a context of L (the sample paths, a
+# constant of the model, cancel out of a cost relative to the model's own reference request):
+# h · (L + h/2) · (3 + N + N²/12). Fitted to the decoding time of an any-variate attention forecaster
+# with 100 paths, context 256, patch 16 (4 layers, d 128; one CPU thread): N = 1, 4, 16, 64 at h = 64
+# took 0.18, 0.54, 2.0, 19 s (the formula: 1, 3.0, 9.9, 100 ×; measured 1, 3.0, 11, 105 ×), and h = 256
+# 5.2, 4.0, 4.0, 4.7 × longer (the formula: 5.3 ×): each new step attends to the context and the steps
+# before it, and across variates.
+COST_FIXED, COST_QUADRATIC = 3.0, 1.0 / 12.0
 
 
 @dataclass
@@ -63,6 +72,10 @@ class ForecastPredictor:
             raise BundleError(f"{self.name}: transform has no scaler but its kind is {self.kind!r}, not 'instance'")
         if self.variates_spec is None and self.kind != "instance":
             raise BundleError(f"{self.name}: transform has no variates but its kind is {self.kind!r}, not 'instance'")
+        bound = self.meta["transform"].get("max_cost")
+        if bound is not None and not (isinstance(bound, (int, float)) and not isinstance(bound, bool) and bound > 0):
+            raise BundleError(f"{self.name}: transform max_cost must be a positive number, got {bound!r}")
+        add_checkpoints(self.model)  # a server may stop (or pause) a forecast between its layers
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ForecastPredictor:
@@ -166,7 +179,52 @@ class ForecastPredictor:
             "any_variates": self.any_variates,
             "max_variates": self.max_variates,
             "allows_missing": self.allows_missing,
+            "max_cost": self.max_cost,
         }
+
+    # The work of a request (`inference.predictor.CostModel`), for a server that bounds it per request.
+    def _work(self, n: int, h: int) -> float:
+        """A sampled forecast's work, up to the model's constant (see COST_FIXED): h · (L + h/2) · (3 + N + N²/12)."""
+        return h * (self.lookback + h / 2) * (COST_FIXED + n + COST_QUADRATIC * n * n)
+
+    @cached_property
+    def _reference_work(self) -> float:
+        """The work of the model's reference request: the example's variates (else all, else one) over the
+        trained horizon."""
+        history = self.example_input.get("history")
+        n = len(history[0]) if isinstance(history, list) and history and isinstance(history[0], list) else 0
+        return self._work(n or max(1, len(self.variates)), self.horizon)
+
+    def cost(self, inp: ForecastInput) -> float:
+        """The input's work in units of the reference request (1.0). Point models forecast one fixed shape:
+        every request costs 1; probabilistic ones grow with the variates (N²: attention across them) and the
+        horizon (each sampled step attends to those before it)."""
+        if not self.probabilistic:
+            return 1.0
+        return self._work(inp.history.shape[1], inp.horizon or self.horizon) / self._reference_work
+
+    @property
+    def max_cost(self) -> float:
+        """The most one request may cost: the transform's `max_cost`, else the largest request the other
+        bounds allow at the trained horizon (max_variates variates): each bound stays reachable alone, not
+        all at once (max_variates at max_horizon would be ~60× the work on a 64-step model)."""
+        bound = self.meta["transform"].get("max_cost")
+        if bound is not None:
+            return float(bound)  # checked when loaded
+        if not self.probabilistic:
+            return 1.0
+        return self._work(self.max_variates, self.horizon) / self._reference_work
+
+    def too_costly(self, inp: ForecastInput, cost: float) -> Reason:
+        n, h = inp.history.shape[1], inp.horizon or self.horizon
+        return Reason(
+            f"this request is too much work: {n} variates over horizon {h} cost {cost:.3g} × this model's "
+            f"reference request, and one request may cost at most {self.max_cost:.3g} × (`max_cost` in the model "
+            "info; the work grows with the horizon and the square of the variates): ask for a shorter horizon "
+            "or send the variates in several requests",
+            "history",
+            413,
+        )
 
     def future_timestamps(
         self, last: datetime, horizon: int | None = None, step_seconds: int | None = None
@@ -213,14 +271,17 @@ class ForecastPredictor:
     def _point_outputs(self, inputs: list[ForecastInput]) -> list[ForecastOutput | Exception]:
         history = np.stack([inp.history for inp in inputs])  # [B, L, N]
         stamps = [inp.timestamps or [] for inp in inputs] if self.uses_timestamps else None
+        futures = [inp.future or [] for inp in inputs] if self.uses_timestamps else None
         try:
             with np.errstate(over="ignore", invalid="ignore"):  # overflow is told per input below, not logged
-                y = self.point_forecast(history, stamps)  # [B, H, N]
+                y = self.point_forecast(history, stamps, futures)  # [B, H, N]
+        except Cancelled as e:
+            return [e] * len(inputs)
         except Exception as e:
             if len(inputs) > 1:  # find the input at fault: its batch-mates still get their answers
                 return [self._point_outputs([inp])[0] for inp in inputs]
             return [_as_refusal(e)]
-        return [self._output(inp, y[b]) for b, inp in enumerate(inputs)]
+        return [self._answer(inp, y[b]) for b, inp in enumerate(inputs)]
 
     def _quantile_output(self, inp: ForecastInput) -> ForecastOutput | Exception:
         """One input's quantiles (its levels and the median) from one seeded call: [1, h, N, Q]."""
@@ -232,7 +293,16 @@ class ForecastPredictor:
             return _as_refusal(e)
         by_level = {level: q[..., k] for k, level in enumerate(levels)}  # each [h, N]
         asked = None if inp.levels is None else {level: by_level[level] for level in inp.levels}
-        return self._output(inp, by_level[MEDIAN], asked)
+        return self._answer(inp, by_level[MEDIAN], asked)
+
+    def _answer(
+        self, inp: ForecastInput, y: np.ndarray, quantiles: dict[float, np.ndarray] | None = None
+    ) -> ForecastOutput | Exception:
+        """`_output`, whose failure (a bug: the input passed every rule) is this input's alone."""
+        try:
+            return self._output(inp, y, quantiles)
+        except Exception as e:
+            return e
 
     def _output(
         self, inp: ForecastInput, y: np.ndarray, quantiles: dict[float, np.ndarray] | None = None
@@ -250,17 +320,9 @@ class ForecastPredictor:
         return ForecastOutput(y, quantiles, self._future(inp))
 
     def _future(self, inp: ForecastInput) -> list[datetime] | None:
-        """The h timestamps after the input's last one, at the model's step (or, for models trained without
-        a fixed step, the input's own last step); None when the input has none."""
-        stamps = inp.timestamps
-        if stamps is None:
-            return None
-        step = self.step_seconds
-        if step is None:
-            if len(stamps) < 2:
-                return None
-            step = int((stamps[-1] - stamps[-2]).total_seconds())
-        return self.future_timestamps(stamps[-1], inp.horizon, step)
+        """The h timestamps after the input's last one, as `parse` made them (at the model's step, or, for
+        models trained without a fixed step, the input's own step); None when the input has none."""
+        return None if inp.future is None else list(inp.future[: inp.horizon or self.horizon])
 
     def _scaled(self, history: np.ndarray) -> torch.Tensor:
         if self.scaler is None:
@@ -271,15 +333,23 @@ class ForecastPredictor:
         return next(self.model.parameters()).device
 
     @torch.no_grad()
-    def point_forecast(self, history: np.ndarray, timestamps: Sequence[Sequence[datetime]] | None = None) -> np.ndarray:
+    def point_forecast(
+        self,
+        history: np.ndarray,
+        timestamps: Sequence[Sequence[datetime]] | None = None,
+        futures: Sequence[Sequence[datetime]] | None = None,
+    ) -> np.ndarray:
         """Trusts its input (see `parse`): history [B, L, N] in original units (+ B lists of L timestamps
-        for models that use calendar features) -> point forecast [B, H, N] in original units."""
+        for models that use calendar features, and optionally the ≥ H timestamps after each, as `parse`
+        gives them) -> point forecast [B, H, N] in original units."""
         x = self._scaled(history)
         marks = future = None
         if self.uses_timestamps and timestamps is not None:
             # One call for the whole batch: per-request calls dominated a batched forecast's CPU time.
             # The horizon's calendar follows the last timestamp at the training data's step.
-            flat = [t for ts in timestamps for t in (*ts, *self.future_timestamps(ts[-1]))]
+            if futures is None:
+                futures = [self.future_timestamps(ts[-1]) for ts in timestamps]
+            flat = [t for ts, fut in zip(timestamps, futures, strict=True) for t in (*ts, *fut[: self.horizon])]
             both = torch.from_numpy(
                 time_features(flat, self.calendar_freq).reshape(len(timestamps), self.lookback + self.horizon, -1)
             )
@@ -338,7 +408,8 @@ class ForecastPredictor:
             hint = f"; quantile forecasts reach {self.max_horizon}" if self.max_horizon > self.horizon else ""
             raise refuse(f"point forecasts cover horizon 1..{self.horizon}, got {h}{hint}", "horizon")
         stamps = [inp.timestamps or [] for inp in inputs] if self.uses_timestamps else None
-        return self.point_forecast(np.stack([inp.history for inp in inputs]), stamps)[:, :h]
+        futures = [inp.future or [] for inp in inputs] if self.uses_timestamps else None
+        return self.point_forecast(np.stack([inp.history for inp in inputs]), stamps, futures)[:, :h]
 
     def predict_quantiles(
         self,
@@ -447,10 +518,11 @@ class ForecastPredictor:
         if isinstance(inp, Reason):
             raise Refused(inp)
         timestamps = None if inp.timestamps is None else [inp.timestamps]
-        forecast = self.point_forecast(inp.history[None], timestamps)[0]  # [H, N]
+        futures = None if inp.future is None else [inp.future]
+        forecast = self.point_forecast(inp.history[None], timestamps, futures)[0]  # [H, N]
         out = pd.DataFrame(forecast, columns=names)
-        if inp.timestamps is not None:
-            out.insert(0, "date", [d.isoformat() for d in self.future_timestamps(inp.timestamps[-1])])
+        if inp.future is not None:
+            out.insert(0, "date", [d.isoformat() for d in inp.future[: self.horizon]])
         return out
 
 

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 
 from inference.predictor import Reason
 from inference.tasks.forecast import ForecastPredictor
-from service.deps import V1, body_doc, errors, json_body, model_of, refused, submit
+from service.deps import PREDICT_ERRORS, V1, body_doc, json_body, model_of, refused, submit
 from service.store import LoadedModel
 from service.task import Job
 from service.tasks.forecast.schemas import ForecastRequest, ForecastResponse
@@ -28,7 +28,7 @@ router = APIRouter(**V1, tags=[TASK])  # under /v1, behind the bearer token
 @router.post(
     PATH,
     response_model=ForecastResponse,
-    responses=errors(400, 404, 413, 422, 503, 504),
+    responses=PREDICT_ERRORS,
     openapi_extra=body_doc(ForecastRequest),
 )
 async def forecast(

@@ -8,37 +8,39 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from service.schemas import ModelInfo, ModelRefOut
 
 
 class ForecastRequest(BaseModel):
-    history: list[list[float | None]] = Field(
+    """Parsed strictly: numbers are JSON numbers (never "1.5" or true), the horizon a JSON integer, and a
+    field the schema does not name is refused by name. The examples in the OpenAPI are built from the
+    served models' own (`service.docs`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # StrictFloat still takes a JSON integer (1 is 1.0), not a string or a boolean.
+    history: list[list[StrictFloat | None]] = Field(
         description="L rows of N values (one per variate, in the model's variate order; any N up to max_variates "
         "for any-variate models), original units, oldest first; null marks a missing value where the model "
         "allows_missing (point models need finite numbers)"
     )
     timestamps: list[Annotated[str, Field(max_length=64)]] | None = Field(
         default=None,
-        description="L ISO-8601 timestamps, one per history row; required when the model uses calendar features",
+        description="L ISO-8601 timestamps, one per history row, at the model's step_seconds (evenly spaced for "
+        "models without one); required when the model uses calendar features",
     )
-    quantiles: list[float] | None = Field(
+    quantiles: list[StrictFloat] | None = Field(
         default=None,
         description="quantile levels strictly inside (0, 1), increasing, at most 20 (e.g. [0.1, 0.5, 0.9]); "
         "only probabilistic models accept them",
     )
-    horizon: int | None = Field(
+    horizon: StrictInt | None = Field(
         default=None,
         ge=1,
         description="how many steps to return, at most the model's max_horizon (default: its horizon)",
     )
-
-    model_config = {
-        "json_schema_extra": {
-            "examples": [{"history": [[1.0, 2.0, 3.0]] * 4, "timestamps": ["2024-01-01T00:00:00"] * 4}]
-        }
-    }
 
 
 class ForecastResponse(BaseModel):
@@ -71,3 +73,9 @@ class ForecastModelInfo(ModelInfo):
     any_variates: bool = Field(default=False, description="a history may hold any number of variates")
     max_variates: int = Field(description="the most variates a history may hold (= len(variates) when fixed)")
     allows_missing: bool = Field(default=False, description="null/NaN in history marks a missing value")
+    max_cost: float = Field(
+        default=1.0,
+        description="the most work one request may ask, in units of the model's reference request (its example "
+        "input over the trained horizon); point models: every request costs 1. Probabilistic models: the work "
+        "grows with horizon × (lookback + horizon/2) × (3 + N + N²/12); past it, 413",
+    )

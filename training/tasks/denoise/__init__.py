@@ -1,0 +1,1 @@
+"""The denoise task: objective (loss, metrics, monitor, plots) and retraining holdout."""
