@@ -35,6 +35,9 @@ COPY training ./training
 COPY service ./service
 COPY seer ./seer
 RUN pip install . && cd / && rm -rf /src
+# The shipped pretrained bundles (`seer pretrained register NAME`), outside the installed package.
+COPY pretrained /opt/seer/pretrained
+ENV SEER_PRETRAINED_DIR=/opt/seer/pretrained
 
 # Runs as an unprivileged user. /app is the working directory (a local mlflow.db, Lightning logs);
 # /mlartifacts is created here so that a named volume mounted there starts owned by `seer`.

@@ -336,8 +336,8 @@ def main() -> int:
         "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)],
         "weights": args.bundle or "random (seeded)",
         "rows": rows,
-        "notes": "server memory: BodyLimitMiddleware reads the whole request body before the route runs, so the "
-        "bulk endpoint's server peak grows with the upload; the in-process rows are the scorer itself",
+        "notes": "server memory: the bulk route reads its upload as it arrives (the generic body limit passes "
+        "streamed routes through unbuffered); the in-process rows are the scorer itself",
     }
     if args.quick:
         out = tmp / "nids_throughput_quick.json"

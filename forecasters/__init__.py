@@ -1,4 +1,4 @@
-"""Forecasting models (task `forecast`, and `rollout` as it lands). `SPECS` lists them for
+"""Forecasting models: of series (task `forecast`) and of flow fields (task `rollout`). `SPECS` lists them for
 `inference.registry`, which assembles the registry of all families; a new model is one folder plus
 one entry here.
 """
@@ -10,6 +10,8 @@ from typing import Any
 import torch
 
 from core.registry import ModelSpec
+from forecasters.fno import FNO, FNOConfig
+from forecasters.ifactformer import IFactFormer, IFactFormerConfig
 from forecasters.informer.config import InformerConfig
 from forecasters.informer.model import Informer
 from forecasters.itransformer.config import ITransformerConfig
@@ -25,6 +27,12 @@ def forecast_inputs(config: Any, batch: int, generator: torch.Generator) -> tupl
     x_mark = torch.rand(batch, config.lookback, config.n_marks, generator=generator) - 0.5
     y_mark = torch.rand(batch, config.horizon, config.n_marks, generator=generator) - 0.5
     return x, x_mark, y_mark
+
+
+def rollout_inputs(config: Any, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """`(u [B, *grid, V],)`: a unit-scale random field on the model's grid (rollout models take fields
+    normalised per component by the task's transform)."""
+    return (torch.randn(batch, *config.grid, config.n_components, generator=generator),)
 
 
 SPECS: tuple[ModelSpec, ...] = (
@@ -53,5 +61,22 @@ SPECS: tuple[ModelSpec, ...] = (
         paper="Liu et al., Moirai-MoE: Empowering Time Series Foundation Models with Sparse Mixture of Experts, "
         "arXiv:2410.10469, 2024",
         example_inputs=forecast_inputs,
+    ),
+    ModelSpec(
+        name="ifactformer",
+        task="rollout",
+        config_cls=IFactFormerConfig,
+        model_cls=IFactFormer,
+        paper="Yang, Wang & Wang, Implicit factorized transformer approach to fast prediction of turbulent channel "
+        "flows, Sci. China Phys. Mech. Astron. 69, 214606 (2026), arXiv:2412.18840",
+        example_inputs=rollout_inputs,
+    ),
+    ModelSpec(
+        name="fno",
+        task="rollout",
+        config_cls=FNOConfig,
+        model_cls=FNO,
+        paper="Li et al., Fourier Neural Operator for Parametric Partial Differential Equations, ICLR 2021",
+        example_inputs=rollout_inputs,
     ),
 )

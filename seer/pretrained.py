@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+# The repository's folder; an installed package (the Docker image) points at a copy with SEER_PRETRAINED_DIR.
+PRETRAINED_DIR = Path(os.environ.get("SEER_PRETRAINED_DIR") or Path(__file__).resolve().parents[1] / "pretrained")
 PROVENANCE = "PROVENANCE.json"
 WEIGHTS = "weights.safetensors"
 EXPERIMENT = "seer-pretrained"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -69,10 +70,18 @@ def batcher_factory(
     return make
 
 
-def add_middleware(app: FastAPI, settings: Settings, metrics: Metrics, store: ModelStore) -> None:
-    """Innermost first: the body limit, CORS (only where SEER_CORS_ORIGINS names origins), then the
-    request context (id, auth, metrics, access log), which sees every response, the 413s included."""
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+def add_middleware(
+    app: FastAPI, settings: Settings, metrics: Metrics, store: ModelStore, tasks: dict[str, ServiceTask]
+) -> None:
+    """Innermost first: the body limit (tasks' streamed upload routes keep their own), CORS (only where
+    SEER_CORS_ORIGINS names origins), then the request context (id, auth, metrics, access log), which sees
+    every response, the 413s included."""
+    streamed = [
+        re.compile("[^/]+".join(re.escape(part) for part in re.split(r"\{[^/}]*\}", path)))
+        for task in tasks.values()
+        for path in task.streamed
+    ]
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, streamed=streamed)
     if settings.origins():  # off unless configured: no page on another origin may call the service
         app.add_middleware(
             CORSMiddleware,
@@ -159,5 +168,5 @@ def create_app(
     for task in tasks.values():
         app.include_router(task.router)
     app.include_router(admin)
-    add_middleware(app, settings, metrics, store)
+    add_middleware(app, settings, metrics, store, tasks)
     return app

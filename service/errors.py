@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -107,14 +109,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class BodyLimitMiddleware:
-    """Refuse request bodies over `max_bytes` with 413, before the app reads or parses them."""
+    """Refuse request bodies over `max_bytes` with 413, before the app reads or parses them.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    Paths matching `streamed` (routes that read their body as it arrives and bound it themselves) pass
+    through untouched: buffering them here would hold a large upload whole in memory."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, streamed: Sequence[re.Pattern[str]] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.streamed = tuple(streamed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or any(p.fullmatch(scope.get("path", "")) for p in self.streamed):
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")

@@ -48,6 +48,10 @@ class ServiceTask:
     response: type[BaseModel]
     info: type[ModelInfo]
     run_batch: Callable[[list[Job[Any]]], list[Any]]
+    # Path templates of routes that read their body as it arrives (a file upload scored in chunks) and
+    # bound it themselves: the generic body limit neither buffers these bodies nor applies
+    # SEER_MAX_BODY_BYTES to them, so a large upload is never held whole in memory.
+    streamed: tuple[str, ...] = ()
 
     def endpoint(self, model: str) -> str:
         return f"POST {self.path.format(name=model)}"

@@ -1,7 +1,13 @@
-"""One decision point for every op: run the Triton kernel or the PyTorch reference.
+"""One decision point for every op: run the Triton kernel, a fused PyTorch op, or the PyTorch reference.
 
-`impl` is `"auto" | "triton" | "reference"`. An explicit argument other than `"auto"` wins; otherwise
-the environment variable `SEER_KERNELS` decides, and failing that `"auto"`. The decision is made from
+`impl` is `"auto" | "triton" | "fused" | "reference"`. An explicit argument other than `"auto"` wins;
+otherwise the environment variable `SEER_KERNELS` decides, and failing that `"auto"`.
+
+`auto` picks the fastest implementation that is correct for the call: the Triton kernel where it can run
+(a CUDA device, a call it covers), else the op's fused PyTorch implementation where it has one and it
+supports the call (attention: `torch.nn.functional.scaled_dot_product_attention`, which on CPU is
+several times faster than the reference), else the reference. The reference stays the spec every route
+is tested against. The decision is made from
 the tensors' device, never from `import triton` alone: a Triton launch on CPU tensors raises unless
 `TRITON_INTERPRET=1` (the interpreter the tests use). `auto` falls back to the reference with one log
 line per op and reason; an explicit `triton` that cannot run raises `KernelUnavailableError`.
@@ -22,16 +28,18 @@ import functools
 import importlib.util
 import logging
 import os
+from collections.abc import Callable
 
 import torch
 
 log = logging.getLogger("seer.kernels")
 
-IMPLS = ("auto", "triton", "reference")
+IMPLS = ("auto", "triton", "fused", "reference")
 
-# Ops that have a Triton kernel registered (each op's package adds itself when it has one).
+# Ops that have a Triton kernel / a fused PyTorch implementation (each op's package adds itself).
 _TRITON_OPS: set[str] = set()
-_warned: set[tuple[str, str]] = set()
+_FUSED_OPS: set[str] = set()
+_warned: set[tuple[str, str, str]] = set()
 _used: dict[str, str] = {}
 
 
@@ -41,6 +49,17 @@ class KernelUnavailableError(RuntimeError):
 
 def register_triton(op: str) -> None:
     _TRITON_OPS.add(op)
+
+
+def register_fused(op: str) -> None:
+    _FUSED_OPS.add(op)
+
+
+Why = str | None | Callable[[], str | None]  # a reason, or a check run only when the route is considered
+
+
+def _reason(why: Why) -> str | None:
+    return why() if callable(why) else why
 
 
 @functools.cache
@@ -73,16 +92,29 @@ def requested_impl(impl: str | None = None) -> str:
     return choice
 
 
-def resolve_impl(op: str, device: torch.device, impl: str | None = None, *, unsupported: str | None = None) -> str:
-    """`"triton"` or `"reference"` for this call; records the choice for run tags (`used_impls`).
+def resolve_impl(
+    op: str,
+    device: torch.device,
+    impl: str | None = None,
+    *,
+    unsupported: str | None = None,
+    fused_unsupported: Why = None,
+) -> str:
+    """`"triton"`, `"fused"` or `"reference"` for this call; records the choice for run tags (`used_impls`).
 
     `unsupported` is the op's reason its kernel cannot take this particular call (None: it can). An explicit
     `triton` request raises with that reason first; under `auto` it counts only where the kernel could
-    otherwise run (elsewhere the device's reason is the one logged).
+    otherwise run (elsewhere the device's reason is the one logged). `fused_unsupported` is the same for the
+    op's fused PyTorch route (a callable is evaluated only when that route is considered).
     """
     choice = requested_impl(impl)
     if choice == "reference":
         chosen = "reference"
+    elif choice == "fused":
+        why_not = f"no fused implementation for {op!r}" if op not in _FUSED_OPS else _reason(fused_unsupported)
+        if why_not is not None:
+            raise KernelUnavailableError(f"impl='fused' requested for {op!r} but it cannot run: {why_not}")
+        chosen = "fused"
     else:
         ok, why = triton_status(op, device, explicit=choice == "triton")
         if unsupported is not None and (ok or choice == "triton"):
@@ -92,10 +124,15 @@ def resolve_impl(op: str, device: torch.device, impl: str | None = None, *, unsu
         elif choice == "triton":
             raise KernelUnavailableError(f"impl='triton' requested for {op!r} but it cannot run: {why}")
         else:
-            if (op, why) not in _warned:
-                _warned.add((op, why))
-                log.info("kernel %s: using the PyTorch reference (%s)", op, why)
-            chosen = "reference"
+            fused_why = None if op in _FUSED_OPS else "none"
+            if fused_why is None:
+                fused_why = _reason(fused_unsupported)
+            chosen = "fused" if fused_why is None else "reference"
+            detail = why if fused_why in (None, "none") else f"{why}; fused: {fused_why}"
+            if (op, chosen, detail) not in _warned:
+                _warned.add((op, chosen, detail))
+                route = "the fused PyTorch op" if chosen == "fused" else "the PyTorch reference"
+                log.info("kernel %s: using %s (%s)", op, route, detail)
     _used[op] = chosen
     return chosen
 

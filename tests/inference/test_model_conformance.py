@@ -42,11 +42,19 @@ def denoise_contract(config, inputs: tuple[torch.Tensor, ...], out: torch.Tensor
     assert out.shape == x.shape and bool(torch.isfinite(out).all())
 
 
+def rollout_contract(config, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+    """rollout: u [B, *grid, V] -> u_next of the same shape, finite."""
+    u = inputs[0]
+    assert u.shape[1:] == (*config.grid, config.n_components)
+    assert out.shape == u.shape and bool(torch.isfinite(out).all())
+
+
 # task -> (output check, config fields a tiny config must refuse at 0)
 CONTRACTS: dict[str, tuple[Callable[..., None], tuple[str, ...]]] = {
     "forecast": (forecast_contract, ("lookback", "horizon")),
     "classify": (classify_contract, ("window", "n_classes")),
     "denoise": (denoise_contract, ("n_channels", "window")),
+    "rollout": (rollout_contract, ("n_components",)),
 }
 
 
@@ -62,6 +70,7 @@ def one_flow_short(xs: tuple[torch.Tensor, ...]) -> tuple[tuple[torch.Tensor, ..
 # task -> a bad input built from good ones and the error message it must raise (default: one_step_short)
 BAD_INPUTS: dict[str, Callable[[tuple[torch.Tensor, ...]], tuple[tuple[torch.Tensor, ...], str]]] = {
     "classify": one_flow_short,
+    "rollout": lambda xs: ((xs[0][:, :-1],), "expected u"),
 }
 
 
@@ -151,7 +160,8 @@ def test_gradients_reach_every_parameter(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_overfits_a_tiny_batch(name):
-    model = build(name, dropout=0.0).train()
+    no_dropout = {"dropout": 0.0} if "dropout" in get_spec(name).config_cls.__dataclass_fields__ else {}
+    model = build(name, **no_dropout).train()
     xs = inputs(name, model.config, batch=2)
     y = torch.randn(model(*xs).shape, generator=torch.Generator().manual_seed(1))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)

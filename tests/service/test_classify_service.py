@@ -118,6 +118,24 @@ def test_bulk_mistakes(client):
     assert_4xx(client.post(BULK.format("etth1"), content=csv.encode(), headers=CSV), 404, "forecast model")
 
 
+def test_bulk_uploads_are_not_buffered_by_the_generic_body_limit(bundles):
+    """The bulk route reads its upload as it arrives: a file far past SEER_MAX_BODY_BYTES is scored (the
+    generic limit would have buffered it whole, then refused it), while the JSON endpoint keeps the limit."""
+    from fastapi.testclient import TestClient
+
+    from service import Settings, create_app
+
+    csv = nf_flows().head(300).write_csv().encode()
+    settings = Settings(models=f"nids={bundles['nids']}", max_wait_ms=0, max_body_bytes=4096)
+    assert len(csv) > 10 * settings.max_body_bytes
+    with TestClient(create_app(settings)) as small:
+        r = small.post(BULK.format("nids"), content=csv, headers=CSV)
+        assert r.status_code == 200, r.text
+        assert len(r.text.splitlines()) == 300
+        body = {"flows": nf_flows().head(60).to_dicts()}
+        assert_4xx(small.post(CLASSIFY.format("nids"), json=body), 413, "SEER_MAX_BODY_BYTES")
+
+
 def test_bulk_uploads_are_bounded_in_size_and_number(client, monkeypatch):
     from service.tasks.classify import stream
 

@@ -1,7 +1,9 @@
 """Fused scaled-dot-product attention with additive bias, causal and key-padding masks.
 
 Public op: `attention(q, k, v, ...)`. The reference (`reference.py`) is the spec; the Triton flash-attention
-kernel (`triton.py`) registers itself with the dispatcher when the triton package is installed.
+kernel (`triton.py`) registers itself with the dispatcher when the triton package is installed, and the
+fused PyTorch route (`fused.py`: SDPA) always: `auto` runs Triton on CUDA, SDPA where Triton cannot run
+(on CPU, or a call the kernel does not cover) and SDPA supports the call, the reference otherwise.
 
 Registration looks triton up with `find_spec` instead of importing it: `import triton` fixes whether
 triton.language's own helpers are interpreted (TRITON_INTERPRET) for the whole process, so importing it
@@ -19,14 +21,16 @@ import importlib.util
 
 import torch
 
+from core.ops.attention.fused import attention_fused, fused_unsupported
 from core.ops.attention.reference import attention_reference
-from core.ops.dispatch import register_triton, resolve_impl
+from core.ops.dispatch import register_fused, register_triton, resolve_impl
 
 # Mirrors MAX_HEAD_DIM in triton.py; kept here so dispatch never imports triton to decide.
 _MAX_HEAD_DIM = 128
 
 if importlib.util.find_spec("triton") is not None:
     register_triton("attention")
+register_fused("attention")
 
 
 def _unsupported(q: torch.Tensor, v: torch.Tensor, dropout_p: float) -> str | None:
@@ -53,15 +57,21 @@ def attention(
     impl: str | None = None,
 ) -> torch.Tensor:
     """`softmax(q kᵀ·scale + bias) v` over `[B, H, L, D]` inputs; see `attention_reference`."""
-    if resolve_impl("attention", q.device, impl, unsupported=_unsupported(q, v, dropout_p)) == "triton":
+    chosen = resolve_impl(
+        "attention",
+        q.device,
+        impl,
+        unsupported=_unsupported(q, v, dropout_p),
+        fused_unsupported=lambda: fused_unsupported(q, bias, key_padding_mask),
+    )
+    run = attention_reference
+    if chosen == "triton":
         from core.ops.attention.triton import attention_triton
 
-        return attention_triton(
-            q, k, v, bias=bias, causal=causal, key_padding_mask=key_padding_mask, dropout_p=dropout_p, scale=scale
-        )
-    return attention_reference(
-        q, k, v, bias=bias, causal=causal, key_padding_mask=key_padding_mask, dropout_p=dropout_p, scale=scale
-    )
+        run = attention_triton
+    elif chosen == "fused":
+        run = attention_fused
+    return run(q, k, v, bias=bias, causal=causal, key_padding_mask=key_padding_mask, dropout_p=dropout_p, scale=scale)
 
 
-__all__ = ["attention", "attention_reference"]
+__all__ = ["attention", "attention_fused", "attention_reference"]

@@ -16,4 +16,5 @@ CLASSIFY = ServiceTask(
     response=ClassifyResponse,
     info=ClassifyModelInfo,
     run_batch=predict_batch,
+    streamed=(router.prefix + PATH + "/bulk",),  # bounded by SEER_CLASSIFY_MAX_UPLOAD_BYTES as it is read
 )

@@ -1,4 +1,5 @@
-"""Reference attention (the spec) and the dispatcher. Kernel parity tests land with the kernels."""
+"""Reference attention (the spec), the fused SDPA route against it, and the dispatcher. Triton kernel parity
+tests are in test_attention_triton.py."""
 
 import logging
 import math
@@ -6,7 +7,7 @@ import math
 import pytest
 import torch
 
-from core.ops.attention import attention
+from core.ops.attention import attention, attention_fused
 from core.ops.attention.reference import attention_reference
 from core.ops.dispatch import KernelUnavailableError, requested_impl, resolve_impl, used_impls
 
@@ -78,14 +79,82 @@ def test_bad_shapes_raise():
         attention_reference(q, q, q, key_padding_mask=torch.zeros(2, 2, dtype=torch.bool))
 
 
-def test_dispatch_auto_falls_back_with_one_log_line(caplog, monkeypatch):
+def test_dispatch_auto_takes_the_fused_route_on_cpu_with_one_log_line(caplog, monkeypatch):
     monkeypatch.delenv("SEER_KERNELS", raising=False)
     q = torch.randn(1, 1, 4, 8)
     with caplog.at_level(logging.INFO, logger="seer.kernels"):
         attention(q, q, q)
         attention(q, q, q)
-    assert used_impls()["attention"] == "reference"
+    assert used_impls()["attention"] == "fused"
     assert sum("attention" in r.message for r in caplog.records) <= 1
+    # A call SDPA cannot take as the spec says (a float bias on bf16 inputs) goes to the reference, saying why.
+    qb = q.bfloat16()
+    with caplog.at_level(logging.INFO, logger="seer.kernels"):
+        attention(qb, qb, qb, bias=torch.zeros(1, 1, 4, 4))
+    assert used_impls()["attention"] == "reference"
+    assert any("fused: a float bias with torch.bfloat16" in r.message for r in caplog.records)
+
+
+def test_explicit_fused_and_the_environment(monkeypatch):
+    q = torch.randn(1, 1, 4, 8)
+    attention(q, q, q, impl="fused")
+    assert used_impls()["attention"] == "fused"
+    monkeypatch.setenv("SEER_KERNELS", "reference")
+    attention(q, q, q)
+    assert used_impls()["attention"] == "reference"
+    with pytest.raises(KernelUnavailableError, match="fused.*bfloat16"):
+        attention(q.bfloat16(), q.bfloat16(), q.bfloat16(), bias=torch.zeros(4, 4), impl="fused")
+
+
+FUSED_CASES = {
+    "plain": {},
+    "bias": {"bias": (1, 3, "lq", "lk")},
+    "causal": {"causal": True},
+    "causal-bias-pad": {"causal": True, "bias": (2, 1, "lq", "lk"), "pad": True},
+    "pad": {"pad": True},
+    "scale": {"scale": 0.3},
+}
+
+
+@pytest.mark.parametrize("lq,lk", [(7, 7), (5, 9)])
+@pytest.mark.parametrize("case", FUSED_CASES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_route_matches_the_reference_forward_and_backward(case, lq, lk, dtype):
+    """SDPA through the fused route gives the spec's output and gradients for every feature: additive bias
+    (its gradient too), bottom-right causal for Lq != Lk, key padding with one row wholly padded."""
+    torch.manual_seed(0)
+    spec = FUSED_CASES[case]
+    q, k, v = (torch.randn(2, 3, n, 16, dtype=dtype, requires_grad=True) for n in (lq, lk, lk))
+    kw: dict = {"causal": spec.get("causal", False), "scale": spec.get("scale")}
+    inputs = [q, k, v]
+    if "bias" in spec:
+        shape = [{"lq": lq, "lk": lk}.get(d, d) for d in spec["bias"]]
+        kw["bias"] = torch.randn(*shape, dtype=dtype, requires_grad=True)
+        inputs.append(kw["bias"])
+    if spec.get("pad"):
+        pad = torch.zeros(2, lk, dtype=torch.bool)
+        pad[0] = True  # every key of the first sequence padded: its rows must be zeros, not NaN
+        pad[1, -2:] = True
+        kw["key_padding_mask"] = pad
+    grad = torch.randn(2, 3, lq, 16, dtype=dtype)
+    outs = [fn(q, k, v, **kw) for fn in (attention_reference, attention_fused)]
+    grads = [torch.autograd.grad(o, inputs, grad) for o in outs]
+    tol = {"rtol": 1e-5, "atol": 1e-5}  # the reference computes in fp32 whatever the input
+    torch.testing.assert_close(outs[1], outs[0], **tol)
+    for got, want in zip(grads[1], grads[0], strict=True):
+        assert torch.isfinite(got).all()
+        torch.testing.assert_close(got, want, **tol)
+    if spec.get("pad"):
+        assert (outs[1][0] == 0).all()
+
+
+def test_fused_route_takes_dropout_as_a_fraction_of_probabilities():
+    """With dropout, SDPA drops attention probabilities like the reference: the mean output is kept."""
+    torch.manual_seed(0)
+    q, k = torch.zeros(1, 1, 64, 8), torch.zeros(1, 1, 64, 8)
+    v = torch.ones(1, 1, 64, 8)  # uniform attention over ones: every output is 1 without dropout
+    out = attention_fused(q, k, v, dropout_p=0.5)
+    assert 0.9 < out.mean().item() < 1.1 and (out != 1).any()
 
 
 def test_dispatch_explicit_triton_raises_and_env_overrides(monkeypatch):

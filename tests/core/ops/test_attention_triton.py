@@ -158,25 +158,26 @@ def test_dispatch_explicit_triton_runs_the_kernel():
 
 @pytest.mark.interpret
 @pytest.mark.parametrize("d,dropout_p,why", [(16, 0.1, "dropout"), (160, 0.0, "head dim 160")])
-def test_dispatch_keeps_uncovered_calls_on_the_reference(caplog, monkeypatch, d, dropout_p, why):
+def test_dispatch_sends_uncovered_calls_to_the_fused_route(caplog, monkeypatch, d, dropout_p, why):
     monkeypatch.delenv("SEER_KERNELS", raising=False)
     q, k, v = make(1, 1, 4, 4, d)
     with pytest.raises(KernelUnavailableError, match=why):
         attention(q, k, v, dropout_p=dropout_p, impl="triton")
     with caplog.at_level(logging.INFO, logger="seer.kernels"):
         attention(q, k, v, dropout_p=dropout_p)
-    assert used_impls()["attention"] == "reference"
+    assert used_impls()["attention"] == "fused"  # SDPA takes dropout and wide heads
     if CUDA:  # auto would pick the kernel on CUDA: the fallback says why, once
         assert sum(why in r.message for r in caplog.records) <= 1
 
 
 @pytest.mark.interpret
 @pytest.mark.skipif(CUDA, reason="checks the CPU fallback")
-def test_auto_stays_on_reference_on_cpu_even_when_interpreting(monkeypatch):
+def test_auto_never_interprets_on_cpu(monkeypatch):
+    """The interpreter runs only when asked for: `auto` on CPU takes the fused route, not the kernel."""
     monkeypatch.delenv("SEER_KERNELS", raising=False)
     q, k, v = make(1, 1, 4, 4, 16)
     attention(q, k, v)
-    assert used_impls()["attention"] == "reference"
+    assert used_impls()["attention"] == "fused"
 
 
 @pytest.mark.interpret

@@ -164,3 +164,31 @@ def test_every_kernel_is_launched_through_triton_utils(op):
     # Launches inside a torch.library.triton_op are traceable (wrap_triton); the others launch directly.
     in_triton_op = "torch.library.triton_op" in source
     assert all(("traceable=True" in args) == in_triton_op for _, args in calls), op
+
+
+def test_auto_takes_the_fused_route_where_triton_cannot_run(fake_op, caplog, monkeypatch):
+    """Triton first, then the op's fused PyTorch route, then the reference; the fused check runs only when
+    that route is considered, and each fallback is logged once with both reasons."""
+    monkeypatch.setattr(dispatch, "_FUSED_OPS", {"fake"})
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    calls: list[int] = []
+
+    def check() -> None:
+        calls.append(1)
+
+    assert resolve_impl(fake_op, CUDA_DEVICE, fused_unsupported=check) == "triton" and not calls
+    with caplog.at_level(logging.INFO, logger="seer.kernels"):
+        assert resolve_impl(fake_op, torch.device("cpu"), fused_unsupported=check) == "fused"
+        assert resolve_impl(fake_op, CUDA_DEVICE, unsupported="no dropout") == "fused"
+        for _ in range(2):
+            assert resolve_impl(fake_op, torch.device("cpu"), fused_unsupported="int8 inputs") == "reference"
+    assert len(calls) == 1 and used_impls() == {fake_op: "reference"}
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[1] == "kernel fake: using the fused PyTorch op (no dropout)"
+    assert messages[2].startswith("kernel fake: using the PyTorch reference (Triton needs a CUDA device")
+    assert messages[2].endswith("; fused: int8 inputs)") and len(messages) == 3
+    with pytest.raises(KernelUnavailableError, match="impl='fused' requested for 'fake' but it cannot run: int8"):
+        resolve_impl(fake_op, CUDA_DEVICE, "fused", fused_unsupported="int8 inputs")
+    monkeypatch.setattr(dispatch, "_FUSED_OPS", set())
+    with pytest.raises(KernelUnavailableError, match="no fused implementation"):
+        resolve_impl(fake_op, CUDA_DEVICE, "fused")
