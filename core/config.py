@@ -12,7 +12,8 @@ class ConfigMixin:
     """`to_dict` / `from_dict` for frozen config dataclasses; unknown keys are an error."""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        """The fields as JSON has them (tuples as lists), so a config survives config.json unchanged."""
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(self).items()}  # type: ignore[call-overload]
 
     @classmethod
     def from_dict(cls: type[T], d: dict[str, Any]) -> T:
@@ -46,3 +47,9 @@ def check_fraction(config: Any, name: str) -> None:
     value = getattr(config, name)
     if not 0.0 <= value < 1.0:
         raise ValueError(f"{type(config).__name__}.{name} must be in [0, 1), got {value}")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    return value

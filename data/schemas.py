@@ -211,3 +211,67 @@ class DenoiseExample:
     channels: list[str]
     sfreq: float
     title: str
+
+
+@dataclass(kw_only=True)
+class RolloutWindow:
+    """One rollout sample in physical units: the state u [*grid, V] at a snapshot and target [K, *grid, V], the
+    states 1..K model steps later (`data.fields.windows`)."""
+
+    u: torch.Tensor
+    target: torch.Tensor
+
+
+@dataclass(kw_only=True)
+class RolloutBatch:
+    """u [B, *grid, V] the states at t and target [B, K, *grid, V] the states at t + 1..K model steps, both in
+    physical units; mean/std [V] the per-component normalisation fitted on the training trajectories (the model
+    maps (u − mean)/std one step forward); `pushforward` how a training loss over the K-step unroll takes its
+    gradient (True: through the last model application of each step only; `training.tasks.rollout.objective`)."""
+
+    u: torch.Tensor
+    target: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    pushforward: bool = True
+
+    @property
+    def size(self) -> int:
+        """B, the number of samples."""
+        return int(self.u.shape[0])
+
+    @property
+    def steps(self) -> int:
+        """K, the target steps of every sample."""
+        return int(self.target.shape[1])
+
+    @classmethod
+    def collate(
+        cls, windows: Sequence[RolloutWindow], *, mean: torch.Tensor, std: torch.Tensor, pushforward: bool = True
+    ) -> RolloutBatch:
+        """Windows of one shape stacked along a new batch dimension, with the data's normalisation."""
+        if not windows:
+            raise ValueError("a batch needs at least one window")
+        shapes = {(tuple(w.u.shape), tuple(w.target.shape)) for w in windows}
+        first = windows[0]
+        if len(shapes) != 1 or tuple(first.target.shape[1:]) != tuple(first.u.shape):
+            raise ValueError(f"a batch needs states u [*grid, V] and targets [K, *grid, V] of one shape, got {shapes}")
+        return cls(
+            u=torch.stack([w.u for w in windows]),
+            target=torch.stack([w.target for w in windows]),
+            mean=mean,
+            std=std,
+            pushforward=pushforward,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutExample:
+    """The trajectory stretch a rollout run's evaluation plots show, in physical units: `truth [S + 1, *grid, V]`
+    (the initial state, then S model steps), the component names, the box lengths and the time per step."""
+
+    truth: np.ndarray
+    components: list[str]
+    domain: list[float]
+    dt: float
+    title: str

@@ -113,7 +113,15 @@ def train(
     spec = get_spec(recipe.model)
     model = spec.build(recipe.model_config)
     t = recipe.trainer
-    system = SeerSystem(model, task=spec.task, lr=t.lr, lr_decay=t.lr_decay)
+    system = SeerSystem(
+        model,
+        task=spec.task,
+        lr=t.lr,
+        lr_decay=t.lr_decay,
+        lr_step=t.lr_step,
+        optimizer=t.optimizer,
+        weight_decay=t.weight_decay,
+    )
     if t.monitor not in system.monitors:
         raise ValueError(f"trainer.monitor {t.monitor} is not logged for {recipe.model} (it logs {system.monitors})")
     if resume and checkpoints is None:

@@ -23,13 +23,26 @@ from training.tasks.objective import SPLITS
 
 
 class SeerSystem(L.LightningModule):
-    def __init__(self, model: nn.Module, *, task: str, lr: float, lr_decay: float = 0.5):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        task: str,
+        lr: float,
+        lr_decay: float = 0.5,
+        lr_step: int = 1,
+        optimizer: str = "adam",
+        weight_decay: float = 0.0,
+    ):
         super().__init__()
         self.model = model
         self.task = task
         self.objective = objective_for(task)
         self.lr = lr
         self.lr_decay = lr_decay
+        self.lr_step = lr_step
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
         made = {split: self.objective.metrics(model, split) for split in SPLITS}
         self.metrics = nn.ModuleDict({f"{s}_{name}": m for s, ms in made.items() for name, m in ms.items()})
         self.metric_names = {split: tuple(ms) for split, ms in made.items()}
@@ -66,8 +79,10 @@ class SeerSystem(L.LightningModule):
         self._log_epoch("test", prog_bar=False)
 
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: self.lr_decay**epoch)
+        make = torch.optim.AdamW if self.optimizer == "adamw" else torch.optim.Adam
+        opt = make(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        # lr × decay every `lr_step` epochs (1: every epoch; StepLR(step, gamma) = lr_step=step, lr_decay=gamma)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: self.lr_decay ** (epoch // self.lr_step))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
 

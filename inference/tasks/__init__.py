@@ -10,9 +10,11 @@ from inference.predictor import Predictor
 from inference.tasks.classify import ClassifyPredictor
 from inference.tasks.denoise import DenoisePredictor
 from inference.tasks.forecast import ForecastPredictor
+from inference.tasks.rollout import RolloutPredictor
 
 PREDICTORS: dict[str, type[Predictor]] = {
     ForecastPredictor.task: ForecastPredictor,
     ClassifyPredictor.task: ClassifyPredictor,
     DenoisePredictor.task: DenoisePredictor,
+    RolloutPredictor.task: RolloutPredictor,
 }

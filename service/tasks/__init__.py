@@ -11,5 +11,6 @@ from service.task import ServiceTask
 from service.tasks.classify import CLASSIFY
 from service.tasks.denoise import DENOISE
 from service.tasks.forecast import FORECAST
+from service.tasks.rollout import ROLLOUT
 
-TASKS: dict[str, ServiceTask] = {t.name: t for t in (FORECAST, DENOISE, CLASSIFY)}
+TASKS: dict[str, ServiceTask] = {t.name: t for t in (FORECAST, DENOISE, CLASSIFY, ROLLOUT)}

@@ -33,6 +33,7 @@ from service.settings import parse_model_ref
 from service.store import ModelStore
 from tests.inference.classify_bundles import make_bundle as make_classify_bundle
 from tests.inference.denoise_bundles import make_denoise_bundle
+from tests.inference.rollout_bundles import make_rollout_bundle
 from tests.service.service_fixtures import make_bundle
 
 MAX_EXAMPLES = 30
@@ -50,6 +51,7 @@ def _store() -> ModelStore:
         store.load(parse_model_ref(f"plain={make_bundle(root / 'plain', calendar=False, seed=1)}"))
         store.load(parse_model_ref(f"eeg={make_denoise_bundle(root / 'eeg')}"))
         store.load(parse_model_ref(f"nids={make_classify_bundle(root / 'nids')}"))
+        store.load(parse_model_ref(f"flow={make_rollout_bundle(root / 'flow')}"))
     return store
 
 

@@ -121,4 +121,4 @@ def test_the_system_logs_what_the_objective_gives_the_model():
     assert point.monitors == ("val_mse", "val_mae") and prob.monitors == ("val_mse", "val_mae", "val_nll")
     assert set(prob.split_metrics("test")) == {"mse", "mae", "nll", "windows"}
     with pytest.raises(ValueError, match="no training objective"):
-        SeerSystem(Shift(2), task="rollout", lr=1e-3)
+        SeerSystem(Shift(2), task="no-such-task", lr=1e-3)

@@ -53,7 +53,7 @@ def test_two_step_run_registers_champion(trained):
     mv = client.get_model_version_by_alias("itransformer-etth1", "champion")
     assert str(mv.version) == "1"
     run = client.get_run(result.run_id)
-    assert run.data.tags["seer.kernels"] == "attention=reference,layer_norm=reference"
+    assert run.data.tags["seer.kernels"] == "attention=fused,layer_norm=reference"
     assert run.data.tags["seer.recipe"] == "itransformer-etth1"
     assert run.data.params["data.dataset"] == "ETTh1"
     assert "test_mse" in run.data.metrics and "val_mse" in run.data.metrics

@@ -99,7 +99,10 @@ class TrainerConfig:
     max_epochs: int = 10
     patience: int = 3  # early stopping on `monitor`
     lr: float = 1e-4
-    lr_decay: float = 0.5  # lr × decay after every epoch (the official "type1" schedule)
+    lr_decay: float = 0.5  # lr × decay after every `lr_step` epochs (default: every epoch)
+    lr_step: int = 1
+    optimizer: str = "adam"  # or "adamw" (decoupled weight decay)
+    weight_decay: float = 0.0
     seed: int = 2021
     accelerator: str = "auto"
     precision: str = "32-true"
@@ -115,6 +118,10 @@ class TrainerConfig:
             raise ValueError("max_epochs and patience must be >= 1")
         if self.lr <= 0:
             raise ValueError("lr must be > 0")
+        if self.lr_step < 1 or self.weight_decay < 0:
+            raise ValueError("lr_step must be >= 1 and weight_decay >= 0")
+        if self.optimizer not in ("adam", "adamw"):
+            raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
         if self.gradient_clip_val is not None and self.gradient_clip_val <= 0:
             raise ValueError("gradient_clip_val must be > 0 or None")
 

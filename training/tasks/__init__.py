@@ -19,16 +19,20 @@ from training.tasks.forecast.holdout import FORECAST_HOLDOUT
 from training.tasks.forecast.objective import FORECAST_OBJECTIVE
 from training.tasks.holdout import Holdout
 from training.tasks.objective import Objective
+from training.tasks.rollout.holdout import ROLLOUT_HOLDOUT
+from training.tasks.rollout.objective import ROLLOUT_OBJECTIVE
 
 OBJECTIVES: dict[str, Objective] = {
     "forecast": FORECAST_OBJECTIVE,
     "classify": CLASSIFY_OBJECTIVE,
     "denoise": DENOISE_OBJECTIVE,
+    "rollout": ROLLOUT_OBJECTIVE,
 }
 HOLDOUTS: dict[str, Holdout] = {
     "forecast": FORECAST_HOLDOUT,
     "classify": CLASSIFY_HOLDOUT,
     "denoise": DENOISE_HOLDOUT,
+    "rollout": ROLLOUT_HOLDOUT,
 }
 
 

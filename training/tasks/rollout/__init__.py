@@ -1,0 +1,1 @@
+"""The rollout task: objective (loss, metrics, monitor, plots) and retraining holdout."""
