@@ -23,12 +23,12 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import nn
 
-from inference.bundle import BundleError, read_meta
+from inference.bundle import BundleError, load_bundle, read_meta
 
 
 @dataclass(frozen=True)
@@ -187,6 +187,29 @@ def predictor_class(task: str) -> type[Predictor]:
         return PREDICTORS[task]
     except KeyError:
         raise BundleError(f"no predictor for task {task!r}; tasks with a predictor: {', '.join(PREDICTORS)}") from None
+
+
+B = TypeVar("B", bound="BundledPredictor")
+
+
+class BundledPredictor:
+    """What every task's predictor shares: a model rebuilt from a bundle (`model`, `meta`), loaded only when
+    the bundle is of the predictor's task. Subclasses are dataclasses with `model` and `meta` fields."""
+
+    task: ClassVar[str]
+    model: nn.Module
+    meta: dict[str, Any]
+
+    @classmethod
+    def load(cls: type[B], path: str | Path, device: str | torch.device = "cpu") -> B:
+        model, meta = load_bundle(path, device)
+        if meta["task"] != cls.task:
+            raise BundleError(f"{meta['name']} is a {meta['task']} model, not a {cls.task} model")
+        return cls(model=model, meta=meta)  # type: ignore[call-arg]
+
+    @property
+    def name(self) -> str:
+        return str(self.meta["name"])
 
 
 def load_predictor(path: str | Path, device: str | torch.device = "cpu") -> Predictor:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.nn.rollout import autoregress
 from forecasters.fno.config import FNOConfig
 
 
@@ -96,13 +97,6 @@ class FNO(nn.Module):
         return self.proj_out(F.gelu(self.proj_hidden(v.movedim(1, -1))))  # [B, *S, V]
 
     def rollout(self, u: torch.Tensor, steps: int) -> torch.Tensor:
-        """Autoregressive: u [B, *S, V] -> [B, steps, *S, V], each step fed the previous prediction.
-        In eval mode no graph is kept, so memory does not grow with the horizon."""
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
-        outs = []
-        with torch.set_grad_enabled(self.training and torch.is_grad_enabled()):
-            for _ in range(steps):
-                u = self(u)
-                outs.append(u)
-        return torch.stack(outs, dim=1)
+        """Autoregressive: u [B, *S, V] -> [B, steps, *S, V], each step fed the previous prediction
+        (`core.nn.rollout.autoregress`: in eval no graph is kept)."""
+        return autoregress(self, u, steps)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from core.ops.attention.reference import check_inputs
+
 
 def fused_unsupported(q: torch.Tensor, bias: torch.Tensor | None, mask: torch.Tensor | None) -> str | None:
     """Why SDPA cannot give the spec's answer for this call, or None when it can."""
@@ -42,13 +44,8 @@ def attention_fused(
     scale: float | None = None,
 ) -> torch.Tensor:
     """`softmax(q kᵀ·scale + bias) v` over `[B, H, L, D]` inputs by SDPA; same contract as the reference."""
-    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise ValueError(f"attention expects [B, H, L, D] tensors, got {tuple(q.shape)}, {tuple(k.shape)}")
-    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"incompatible q/k/v shapes {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    check_inputs(q, k, v, key_padding_mask)
     lq, lk = q.shape[-2], k.shape[-2]
-    if key_padding_mask is not None and key_padding_mask.shape != (q.shape[0], lk):
-        raise ValueError(f"key_padding_mask must be [B, Lk] = {(q.shape[0], lk)}, got {tuple(key_padding_mask.shape)}")
     if causal and lq == lk and bias is None and key_padding_mask is None:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=scale)
 

@@ -17,6 +17,19 @@ import torch
 import torch.nn.functional as F
 
 
+def check_inputs(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask: torch.Tensor | None = None
+) -> None:
+    """The shapes every implementation of the op accepts (ValueError naming what is wrong otherwise)."""
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(f"attention expects [B, H, L, D] tensors, got {tuple(q.shape)}, {tuple(k.shape)}")
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"incompatible q/k/v shapes {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if key_padding_mask is not None and key_padding_mask.shape != (q.shape[0], k.shape[-2]):
+        want = (q.shape[0], k.shape[-2])
+        raise ValueError(f"key_padding_mask must be [B, Lk] = {want}, got {tuple(key_padding_mask.shape)}")
+
+
 def attention_reference(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -28,10 +41,7 @@ def attention_reference(
     dropout_p: float = 0.0,
     scale: float | None = None,
 ) -> torch.Tensor:
-    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise ValueError(f"attention expects [B, H, L, D] tensors, got {tuple(q.shape)}, {tuple(k.shape)}")
-    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"incompatible q/k/v shapes {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    check_inputs(q, k, v, key_padding_mask)
     lq, lk = q.shape[-2], k.shape[-2]
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
 
@@ -45,10 +55,6 @@ def attention_reference(
         j = torch.arange(lk, device=q.device)[None, :]
         masked = j > i + (lk - lq)  # [Lq, Lk]
     if key_padding_mask is not None:
-        if key_padding_mask.shape != (q.shape[0], lk):
-            raise ValueError(
-                f"key_padding_mask must be [B, Lk] = {(q.shape[0], lk)}, got {tuple(key_padding_mask.shape)}"
-            )
         pad = key_padding_mask.bool()[:, None, None, :]  # [B, 1, 1, Lk]
         masked = pad if masked is None else (masked | pad)
 

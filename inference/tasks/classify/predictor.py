@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,8 +31,8 @@ from torch import nn
 from data.flows.formats import get_format
 from data.flows.readers import check_frame
 from data.flows.transform import FlowTransform
-from inference.bundle import BundleError, load_bundle
-from inference.predictor import Reason, Refused
+from inference.bundle import BundleError
+from inference.predictor import BundledPredictor, Reason, Refused
 from inference.tasks.classify.request import ClassifyInput, ClassifyOutput, parse_request, refuse
 
 DEFAULT_MAX_FLOWS = 4096  # flows per JSON request: a bound on its work (one window per flow)
@@ -46,7 +45,7 @@ CHUNK = 1024
 
 
 @dataclass
-class ClassifyPredictor:
+class ClassifyPredictor(BundledPredictor):
     """Flow classification around a bundle: the stored transform, windows, the model, probabilities."""
 
     task: ClassVar[str] = "classify"
@@ -63,17 +62,6 @@ class ClassifyPredictor:
         n_classes = int(config.n_classes)
         if n_classes != len(self.transform.classes):
             raise BundleError(f"{self.name}: the model has {n_classes} classes, the transform names {self.classes}")
-
-    @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ClassifyPredictor:
-        model, meta = load_bundle(path, device)
-        if meta["task"] != cls.task:
-            raise BundleError(f"{meta['name']} is a {meta['task']} model, not a classifier")
-        return cls(model=model, meta=meta)
-
-    @property
-    def name(self) -> str:
-        return str(self.meta["name"])
 
     @property
     def window(self) -> int:

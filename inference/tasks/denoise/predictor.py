@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -36,8 +35,8 @@ from torch import nn
 from data.eeg.channels import channel_map, is_eog
 from data.eeg.readers import Preprocessing, band_pass, resample
 from data.eeg.stitch import overlap_windows, stitch, window_starts
-from inference.bundle import BundleError, load_bundle
-from inference.predictor import Cancelled, Reason, Refused, add_checkpoints
+from inference.bundle import BundleError
+from inference.predictor import BundledPredictor, Cancelled, Reason, Refused, add_checkpoints
 from inference.tasks.denoise.request import (
     MAX_CHANNELS,
     MAX_WINDOWS,
@@ -63,7 +62,7 @@ class Prepared:
 
 
 @dataclass
-class DenoisePredictor:
+class DenoisePredictor(BundledPredictor):
     """EEG in µV (any rate, length and montage within the rules) -> the same EEG cleaned (module docstring)."""
 
     task: ClassVar[str] = "denoise"
@@ -79,17 +78,6 @@ class DenoisePredictor:
             sfreq=float(t["sfreq"]), l_freq=float(t["l_freq"]), h_freq=float(t["h_freq"]), line_freq=t.get("line_freq")
         )
         add_checkpoints(self.model)  # a server may stop (or pause) a request's windows between layers
-
-    @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> DenoisePredictor:
-        model, meta = load_bundle(path, device)
-        if meta["task"] != cls.task:
-            raise BundleError(f"{meta['name']} is a {meta['task']} model, not a denoiser")
-        return cls(model=model, meta=meta)
-
-    @property
-    def name(self) -> str:
-        return str(self.meta["name"])
 
     @property
     def channels(self) -> list[str]:

@@ -24,7 +24,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -35,8 +34,8 @@ from torch import nn
 from core.registry import ProbabilisticForecaster
 from data.scalers import StandardScaler
 from data.series.calendar import future_dates, time_features
-from inference.bundle import BundleError, load_bundle
-from inference.predictor import Cancelled, Reason, Refused, add_checkpoints
+from inference.bundle import BundleError
+from inference.predictor import BundledPredictor, Cancelled, Reason, Refused, add_checkpoints
 from inference.tasks.forecast.request import ForecastInput, ForecastOutput, parse_request, refuse
 
 DEFAULT_MAX_VARIATES = 64  # any-variate models: the most variates one request may hold (work bound)
@@ -53,7 +52,7 @@ COST_FIXED, COST_QUADRATIC = 3.0, 1.0 / 12.0
 
 
 @dataclass
-class ForecastPredictor:
+class ForecastPredictor(BundledPredictor):
     """Original-unit forecasting around a bundle: scale → model → unscale.
 
     Standard bundles scale with the stored global scaler; instance-scaled bundles pass the history
@@ -77,18 +76,7 @@ class ForecastPredictor:
             raise BundleError(f"{self.name}: transform max_cost must be a positive number, got {bound!r}")
         add_checkpoints(self.model)  # a server may stop (or pause) a forecast between its layers
 
-    @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ForecastPredictor:
-        model, meta = load_bundle(path, device)
-        if meta["task"] != cls.task:
-            raise BundleError(f"{meta['name']} is a {meta['task']} model, not a forecaster")
-        return cls(model=model, meta=meta)
-
     # Metadata the service exposes.
-    @property
-    def name(self) -> str:
-        return str(self.meta["name"])
-
     @property
     def kind(self) -> str:
         """The transform kind: standard (global scaler, fixed variates) or instance (the model scales each

@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar, cast
 
 import numpy as np
@@ -36,8 +35,8 @@ import torch
 from torch import nn
 
 from core.registry import RolloutModel
-from inference.bundle import BundleError, load_bundle
-from inference.predictor import Cancelled, Reason, Refused, add_checkpoints, request_cost
+from inference.bundle import BundleError
+from inference.predictor import BundledPredictor, Cancelled, Reason, Refused, add_checkpoints, request_cost
 from inference.tasks.rollout.request import (
     AXES,
     MAX_ABS_VALUE,
@@ -56,7 +55,7 @@ WARM_UP_STEPS = 2
 
 
 @dataclass
-class RolloutPredictor:
+class RolloutPredictor(BundledPredictor):
     """A field [*grid, V] in physical units -> its rollout over `steps` model steps (module docstring)."""
 
     task: ClassVar[str] = "rollout"
@@ -97,18 +96,7 @@ class RolloutPredictor:
         if "domain" in t and len(t["domain"]) != len(grid):
             raise BundleError(f"{self.name}: transform domain must give one length per grid axis, got {t['domain']}")
 
-    @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> RolloutPredictor:
-        model, meta = load_bundle(path, device)
-        if meta["task"] != cls.task:
-            raise BundleError(f"{meta['name']} is a {meta['task']} model, not a rollout model")
-        return cls(model=model, meta=meta)
-
     # Metadata the service exposes.
-    @property
-    def name(self) -> str:
-        return str(self.meta["name"])
-
     @property
     def grid(self) -> tuple[int, ...]:
         return tuple(int(n) for n in self.meta["transform"]["grid"])
