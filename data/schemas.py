@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 
 class Batch(Protocol):
@@ -37,6 +38,19 @@ class SeerDataModule(L.LightningDataModule, ABC):
     @abstractmethod
     def setup(self, stage: str | None = None) -> None:
         """Read and prepare the data; idempotent (the run calls it first, Lightning again)."""
+
+    def loader(self, part: str) -> DataLoader:
+        """The loader of one split ("train" shuffles; "val" and "test" keep every window, in order)."""
+        raise NotImplementedError(f"{type(self).__name__} has no loader; override loader() or the *_dataloader hooks")
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test")
 
     @abstractmethod
     def model_dims(self) -> dict[str, int]:

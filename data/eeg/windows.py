@@ -295,24 +295,15 @@ class DenoiseDataModule(SeerDataModule):
     def dataset(self, part: str) -> PairDataset:
         return PairDataset(self.recs, self.specs(part), self.eog_parts[part], self.config)
 
-    def _loader(self, part: str, shuffle: bool) -> DataLoader:
+    def loader(self, part: str) -> DataLoader:
         return DataLoader(
             self.dataset(part),
             batch_size=self.config.batch_size,
-            shuffle=shuffle,
+            shuffle=part == "train",
             drop_last=False,
             num_workers=self.config.num_workers,
             collate_fn=DenoiseBatch.collate,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 
     def model_dims(self) -> dict[str, int]:
         return {"n_channels": len(self.config.channels), "window": self.config.window}

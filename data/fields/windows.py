@@ -254,7 +254,7 @@ class RolloutDataModule(SeerDataModule):
         steps = self.config.unroll if part == "train" else self.config.eval_steps
         return WindowDataset(self.data.items, self.starts(part), steps, self.config.stride)
 
-    def _loader(self, part: str, shuffle: bool) -> DataLoader:
+    def loader(self, part: str) -> DataLoader:
         collate = functools.partial(
             RolloutBatch.collate,
             mean=torch.tensor(self.mean, dtype=torch.float32),
@@ -264,20 +264,11 @@ class RolloutDataModule(SeerDataModule):
         return DataLoader(
             self.dataset(part),
             batch_size=self.config.batch_size,
-            shuffle=shuffle,
+            shuffle=part == "train",
             drop_last=False,
             num_workers=self.config.num_workers,
             collate_fn=collate,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 
     def model_dims(self) -> dict[str, Any]:
         return {"grid": self.grid, "n_components": self.n_components}

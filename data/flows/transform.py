@@ -1,11 +1,17 @@
 """FlowTransformer's pre-processing as plain state (saved inside the model bundle, never pickled).
 
 Fitted on the training rows only, then applied to every split and to every request:
-- numeric feature x -> log(1 + max(x - min, 0)) / log(1 + range), with `min` and `range` (max - min)
-  of the training rows (the official `StandardPreProcessing`); a feature constant in training maps to
-  0. Values below the training minimum map to 0 (the official code takes the log of a negative
-  number there); values above the maximum exceed 1, clipped at `CLIP` so a hostile value cannot reach
-  the model as an outlier of any size.
+- numeric feature x, `scaling="log"` (default) -> log(1 + max(x - min, 0)) / log(1 + range), with
+  `min` and `range` (max - min) of the training rows (the official `StandardPreProcessing`); a feature
+  constant in training maps to 0. Values below the training minimum map to 0 (the official code takes
+  the log of a negative number there); values above the maximum exceed 1, clipped at `CLIP` so a
+  hostile value cannot reach the model as an outlier of any size.
+- `scaling="quantile"` -> the training rows' empirical CDF, F(x) = the fraction of training values
+  <= x, in [0, 1]: a rank, so only the order of values matters (as for a tree's splits) and anything
+  beyond the training range saturates at 0 or 1 instead of being extrapolated. Stored as at most
+  `MAX_KNOTS` knots per feature (every distinct training value when there are no more, else the
+  training quantiles) with F at each; between knots F is a step (the value of the knot below); NaN
+  maps to 0.
 - categorical feature -> an integer code: 1..k for its k most frequent training values (ties by value,
   so a fit is deterministic), 0 for everything else, unseen values included. The official code starts
   from ones instead, so an unseen value collides with the most frequent one.
@@ -27,6 +33,8 @@ import polars as pl
 from data.flows.formats import FlowFormat, get_format
 
 CLIP = 16.0  # the largest encoded numeric value: ~log(1 + 1e14) over log(1 + 7e2)
+SCALINGS = ("log", "quantile")
+MAX_KNOTS = 512  # knots of a quantile-scaled feature's stored CDF
 _INT_SAFE = 2.0**53  # integral floats below this print as their integer
 
 
@@ -58,14 +66,28 @@ class FlowTransform:
     classes: tuple[str, ...]  # class names in the model's output order
     benign: str  # the class of normal traffic
     window: int
+    scaling: str = "log"  # numeric scaling: log | quantile (see the module docstring)
+    # scaling "quantile": per numeric feature its knots (increasing) and the training CDF at each
+    knots: tuple[tuple[float, ...], ...] = ()
+    cdf: tuple[tuple[float, ...], ...] = ()
 
     @classmethod
     def fit(
-        cls, frame: pl.DataFrame, fmt: FlowFormat, *, top_k: int, classes: list[str], benign: str, window: int
+        cls,
+        frame: pl.DataFrame,
+        fmt: FlowFormat,
+        *,
+        top_k: int,
+        classes: list[str],
+        benign: str,
+        window: int,
+        scaling: str = "log",
     ) -> FlowTransform:
         """Fit on the training rows `frame` (the format's checked columns)."""
         if frame.height == 0:
             raise ValueError("cannot fit the flow transform on no rows")
+        if scaling not in SCALINGS:
+            raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
         lo = [float(frame[c].min()) for c in fmt.numeric]  # type: ignore[arg-type]
         hi = [float(frame[c].max()) for c in fmt.numeric]  # type: ignore[arg-type]
         levels = []
@@ -73,6 +95,7 @@ class FlowTransform:
             counts = category_keys(frame[c]).value_counts(name="n")
             top = counts.sort(["n", c], descending=[True, False]).head(top_k)
             levels.append(tuple(top[c].to_list()))
+        knots, cdf = zip(*(_fit_cdf(frame[c]) for c in fmt.numeric), strict=True) if scaling == "quantile" else ((), ())
         return cls(
             format=fmt.name,
             numeric=fmt.numeric,
@@ -84,6 +107,9 @@ class FlowTransform:
             classes=tuple(classes),
             benign=benign,
             window=window,
+            scaling=scaling,
+            knots=tuple(knots),
+            cdf=tuple(cdf),
         )
 
     @property
@@ -106,6 +132,9 @@ class FlowTransform:
         out = np.empty((frame.height, len(self.features)), dtype=np.float32)
         for j, (name, lo, span) in enumerate(zip(self.numeric, self.numeric_min, self.numeric_range, strict=True)):
             x = frame[name].cast(pl.Float64).to_numpy()
+            if self.scaling == "quantile":
+                out[:, j] = _apply_cdf(x, self.knots[j], self.cdf[j])
+                continue
             if span <= 0:
                 out[:, j] = 0.0
                 continue
@@ -129,13 +158,12 @@ class FlowTransform:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        return {
-            k: list(map(list, v)) if k == "levels" else list(v) if isinstance(v, tuple) else v for k, v in d.items()
-        }
+        nested = ("levels", "knots", "cdf")
+        return {k: list(map(list, v)) if k in nested else list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FlowTransform:
-        names = set(cls.__dataclass_fields__)
+        names = set(cls.__dataclass_fields__) - {"scaling", "knots", "cdf"}  # optional: bundles before them are log
         missing = sorted(names - set(d))
         if missing:
             raise ValueError(f"flow transform lacks {missing}")
@@ -151,4 +179,45 @@ class FlowTransform:
             classes=tuple(d["classes"]),
             benign=str(d["benign"]),
             window=int(d["window"]),
+            **_scaling_state(d),
         )
+
+
+def _scaling_state(d: dict[str, Any]) -> dict[str, Any]:
+    """The scaling fields of a transform dict, checked: a quantile transform needs increasing knots and a
+    non-decreasing CDF in [0, 1] of the same length for every numeric feature."""
+    scaling = str(d.get("scaling", "log"))
+    if scaling not in SCALINGS:
+        raise ValueError(f"flow transform scaling must be one of {SCALINGS}, got {scaling!r}")
+    knots = tuple(tuple(float(v) for v in k) for k in d.get("knots", ()))
+    cdf = tuple(tuple(float(v) for v in c) for c in d.get("cdf", ()))
+    if scaling == "quantile":
+        if len(knots) != len(d["numeric"]) or len(cdf) != len(knots):
+            raise ValueError("a quantile flow transform needs knots and cdf for every numeric feature")
+        for k, c in zip(knots, cdf, strict=True):
+            if not k or len(k) != len(c) or np.any(np.diff(k) <= 0) or np.any(np.diff(c) < 0):
+                raise ValueError("quantile knots must increase and their cdf must not decrease, one value per knot")
+            if c[0] < 0 or c[-1] > 1:
+                raise ValueError("quantile cdf values must be in [0, 1]")
+    return {"scaling": scaling, "knots": knots, "cdf": cdf}
+
+
+def _fit_cdf(col: pl.Series) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """A numeric training column -> knots (every distinct value, or MAX_KNOTS quantiles) and F at each (the
+    fraction of values <= the knot). Non-finite training values are left out."""
+    x = col.cast(pl.Float64).to_numpy()
+    x = np.sort(x[np.isfinite(x)])
+    if len(x) == 0:
+        return (0.0,), (0.0,)
+    knots = np.unique(x)
+    if len(knots) > MAX_KNOTS:
+        knots = np.unique(np.quantile(x, np.linspace(0.0, 1.0, MAX_KNOTS), method="inverted_cdf"))
+    cdf = np.searchsorted(x, knots, side="right") / len(x)
+    return tuple(knots.tolist()), tuple(cdf.tolist())
+
+
+def _apply_cdf(x: np.ndarray, knots: tuple[float, ...], cdf: tuple[float, ...]) -> np.ndarray:
+    """x [T] -> F(x) [T] (float32): the CDF of the knot at or below x, 0 below the first knot and for NaN."""
+    i = np.searchsorted(np.asarray(knots), x, side="right") - 1  # [T]: the knot at or below x, -1 below all
+    v = np.where(i >= 0, np.asarray(cdf)[np.clip(i, 0, None)], 0.0)
+    return np.where(np.isnan(x), 0.0, v).astype(np.float32)

@@ -31,7 +31,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from core.config import check_choice
 from data.flows.readers import TARGET, benign_class, with_target
 from data.flows.sources import CATALOGUE, load_flows
-from data.flows.transform import FlowTransform
+from data.flows.transform import SCALINGS, FlowTransform
 from data.schemas import ClassifyBatch, ClassifyExample, SeerDataModule
 
 EXAMPLE_ROWS = 100_000  # test flows the run's figures are made from, at most
@@ -116,6 +116,7 @@ class ClassifyDataConfig:
     labels: str = ""  # binary | attack (NetFlow v2) | category (NSL-KDD); "": the catalogue's default
     window: int = 8
     top_k: int = 32  # categorical values kept per feature; the rest are "other"
+    scaling: str = "log"  # numeric features: log (FlowTransformer's log min-max) | quantile (the train CDF)
     batch_size: int = 128
     balance: str = "weights"  # none | weights | sampler
     balance_power: float = 0.5  # 1: fully class-balanced; 0: as the data is
@@ -129,6 +130,7 @@ class ClassifyDataConfig:
         if self.window < 1 or self.top_k < 1 or self.batch_size < 1:
             raise ValueError("window, top_k and batch_size must be >= 1")
         check_choice(self, "balance", ("none", "weights", "sampler"))
+        check_choice(self, "scaling", SCALINGS)
         if not 0.0 <= self.balance_power <= 1.0 or not 0.0 <= self.truncate_prob <= 1.0:
             raise ValueError("balance_power and truncate_prob must be in [0, 1]")
 
@@ -163,7 +165,8 @@ class ClassifyDataConfig:
         where = "shipped" if entry is not None else "file"
         return (
             f"data: {self.dataset} ({where}), {self.label_mode} labels, split {split}; windows of {self.window} flows "
-            f"ending at each flow, top {self.top_k} values per categorical feature, balance {self.balance}"
+            f"ending at each flow, {self.scaling}-scaled numbers, top {self.top_k} values per categorical feature, "
+            f"balance {self.balance}"
         )
 
     def datamodule(self, corpus: Any = None) -> ClassifyDataModule:
@@ -178,6 +181,7 @@ class ClassifyDataConfig:
             window=int(transform["window"]),
             labels=str(transform["labels"]),
             top_k=int(transform["top_k"]),
+            scaling=str(transform.get("scaling", "log")),
             fitted=dict(transform),
         )
 
@@ -205,7 +209,13 @@ class ClassifyDataModule(SeerDataModule):
             self.transform = FlowTransform.from_dict(dict(c.fitted))
         else:
             self.transform = FlowTransform.fit(
-                self.frame.slice(a, b - a), fmt, top_k=c.top_k, classes=classes, benign=benign, window=c.window
+                self.frame.slice(a, b - a),
+                fmt,
+                top_k=c.top_k,
+                classes=classes,
+                benign=benign,
+                window=c.window,
+                scaling=c.scaling,
             )
         self.flows = torch.from_numpy(self.transform.encode(self.frame))  # [T, F]
         self.labels = torch.from_numpy(np.array(self.transform.class_index(self.frame[TARGET])))  # [T], writable
@@ -221,7 +231,7 @@ class ClassifyDataModule(SeerDataModule):
         truncate = self.config.truncate_prob if train else 0.0
         return FlowWindows(self.flows, self.labels, start, end, self.config.window, weights, truncate)
 
-    def _loader(self, part: str) -> DataLoader:
+    def loader(self, part: str) -> DataLoader:
         data = self.dataset(part)
         c = self.config
         sampler: Any
@@ -234,15 +244,6 @@ class ClassifyDataModule(SeerDataModule):
             sampler = RandomSampler(data)
         batches = BatchSampler(sampler, batch_size=c.batch_size, drop_last=False)
         return DataLoader(data, sampler=batches, batch_size=None, collate_fn=_as_is, num_workers=c.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
 
     def model_dims(self) -> dict[str, int]:
         self.setup()

@@ -193,24 +193,15 @@ class ForecastDataModule(SeerDataModule):
         start, end = getattr(self.split, part)
         return WindowDataset(self.values, self.marks, self.config.lookback, self.config.horizon, start, end)
 
-    def _loader(self, part: str, shuffle: bool) -> DataLoader:
+    def loader(self, part: str) -> DataLoader:
         return DataLoader(
             self.dataset(part),
             batch_size=self.config.batch_size,
-            shuffle=shuffle,
+            shuffle=part == "train",
             drop_last=False,  # every window counts, in every split
             num_workers=self.config.num_workers,
             collate_fn=ForecastBatch.collate,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 
     def model_dims(self) -> dict[str, int]:
         """The model config's sizes that the data fixes."""

@@ -12,7 +12,7 @@ import torch
 from data.flows.formats import NETFLOW_V2, NSL_KDD, NSL_KDD_CATEGORIES
 from data.flows.readers import TARGET, check_frame, read_flows, with_target
 from data.flows.sources import CATALOGUE, DATASET_DIR, load_flows, ratio_split
-from data.flows.transform import CLIP, FlowTransform, category_keys
+from data.flows.transform import CLIP, MAX_KNOTS, FlowTransform, category_keys
 from data.flows.windows import ClassifyDataConfig, FlowWindows, class_weights, window_rows
 from data.series.readers import DataFormatError
 from tests.inference.classify_bundles import fit_transform, kdd_flows, nf_flows
@@ -80,6 +80,32 @@ def test_numbers_are_log_scaled_with_train_min_and_range():
     np.testing.assert_allclose(x[:2], [0.0, np.log1p(50) / np.log1p(100)], rtol=1e-6)
     assert x[2] == 0.0 and x[3] == CLIP  # below the train minimum: 0 (no NaN); far above: clipped
     assert (t.encode(test)[:, t.numeric.index("IN_PKTS")] == 0).all()  # constant in training
+
+
+def test_quantile_scaling_is_the_train_cdf_and_saturates_outside_the_train_range():
+    frame = pl.DataFrame({c: [0.0] * 4 for c in NETFLOW_V2.used}).with_columns(
+        pl.Series("IN_BYTES", [10.0, 20.0, 110.0, 20.0]), pl.Series("L4_DST_PORT", [80, 80, 443, 22])
+    )
+    fit = dict(top_k=2, classes=["a", "b"], benign="a", window=2)
+    t = FlowTransform.fit(frame, NETFLOW_V2, scaling="quantile", **fit)  # type: ignore[arg-type]
+    j = t.numeric.index("IN_BYTES")
+    assert t.knots[j] == (10.0, 20.0, 110.0) and t.cdf[j] == (0.25, 0.75, 1.0)
+    test = frame.with_columns(pl.Series("IN_BYTES", [5.0, 20.0, 50.0, 1e300]))  # below, a knot, between, absurd
+    np.testing.assert_allclose(t.encode(test)[:, j], [0.0, 0.75, 0.75, 1.0])  # a step; beyond the range: 1
+    nan = t.encode(test.with_columns(pl.Series("IN_BYTES", [float("nan")] * 4)))[:, j]
+    assert (nan == 0).all()
+    assert (t.encode(test)[:, t.numeric.index("IN_PKTS")] == 1).all()  # constant in training: F = 1 at it
+    again = FlowTransform.from_dict(t.to_dict())
+    assert again == t and np.array_equal(again.encode(test), t.encode(test))
+    old = {k: v for k, v in t.to_dict().items() if k not in ("scaling", "knots", "cdf")}  # a bundle from before
+    assert FlowTransform.from_dict(old).scaling == "log"
+    for bad in ({"cdf": [[0.5, 0.2, 1.0]] * len(t.numeric)}, {"knots": []}, {"scaling": "rank"}):
+        with pytest.raises(ValueError, match="quantile|scaling"):
+            FlowTransform.from_dict({**t.to_dict(), **bad})
+    big = pl.concat([frame] * 300, how="vertical").with_columns(pl.Series("IN_BYTES", np.arange(1200.0)))
+    q = FlowTransform.fit(big, NETFLOW_V2, scaling="quantile", **fit)  # type: ignore[arg-type]
+    assert len(q.knots[j]) == MAX_KNOTS  # 1200 distinct values: the train quantiles as knots and q.cdf[j][-1] == 1.0
+    np.testing.assert_allclose(q.encode(big)[:, j], np.arange(1, 1201) / 1200, atol=1 / MAX_KNOTS * 2.5)
 
 
 def test_top_k_codes_with_other_for_unseen_values():
