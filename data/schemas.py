@@ -12,17 +12,21 @@ A new task adds its window, batch and example here, next to the forecast ones.
 
 from __future__ import annotations
 
+import math
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import lightning as L
 import numpy as np
 import polars as pl
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
+
+T = TypeVar("T")
 
 
 class Batch(Protocol):
@@ -33,7 +37,15 @@ class Batch(Protocol):
 
 
 class SeerDataModule(L.LightningDataModule, ABC):
-    """A LightningDataModule whose loaders yield typed batches, plus what a run needs besides fitting."""
+    """A LightningDataModule whose loaders yield typed batches, plus what a run needs besides fitting.
+
+    Data-parallel fits (several processes, `training.distributed`) give every process its own shard. Plain
+    map-style loaders (a dataset, a batch size, shuffled or not) are sharded by Lightning, which swaps their
+    sampler for a `DistributedSampler`. A DataModule whose loaders batch with their own samplers says
+    `shards_by_rank = True` and shards every loader itself, by `shard()` (`rank_share`, `RankBatches`);
+    training then leaves its loaders as they are."""
+
+    shards_by_rank: ClassVar[bool] = False
 
     @abstractmethod
     def setup(self, stage: str | None = None) -> None:
@@ -42,6 +54,11 @@ class SeerDataModule(L.LightningDataModule, ABC):
     def loader(self, part: str) -> DataLoader:
         """The loader of one split ("train" shuffles; "val" and "test" keep every window, in order)."""
         raise NotImplementedError(f"{type(self).__name__} has no loader; override loader() or the *_dataloader hooks")
+
+    def shard(self) -> tuple[int, int]:
+        """(rank, world size) of this process in the fit or test that asks for a loader; (0, 1) outside one."""
+        trainer = self.trainer
+        return (int(trainer.global_rank), int(trainer.world_size)) if trainer is not None else (0, 1)
 
     def train_dataloader(self) -> DataLoader:
         return self.loader("train")
@@ -71,6 +88,59 @@ class SeerDataModule(L.LightningDataModule, ABC):
     @abstractmethod
     def evaluation_example(self) -> Any:
         """The example the task objective plots after a run (e.g. a `ForecastExample`)."""
+
+
+def run_seed() -> int:
+    """The run's seed, the same in every process: `L.seed_everything` exports it as `PL_GLOBAL_SEED` (Lightning's
+    own `DistributedSampler` is seeded from it too)."""
+    return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+
+def rank_share(items: Sequence[T], rank: int, world: int, *, even: bool) -> list[T]:
+    """Process `rank`'s share of `items`: every `world`-th item from position `rank`, so the shares are disjoint
+    and together hold every item once. `even`: every share has ⌈n / world⌉ items, the short ones topped up from
+    the start of `items` as `DistributedSampler` does (training: every process must take the same number of
+    steps, or one waits for a gradient exchange the others never start); else shares differ by one at most."""
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} outside a world of {world}")
+    n = len(items)
+    if not even or n == 0:
+        return list(items[rank::world])
+    return [items[p % n] for p in range(rank, math.ceil(n / world) * world, world)]
+
+
+class RankBatches(Sampler[list[int]]):
+    """One process's batches of an epoch, for a DataModule that shards itself (`shards_by_rank`).
+
+    `order(epoch)` is the epoch's order of all `size` indices, the same in every process (drawn from the run's
+    seed and the epoch); this process keeps its share (`rank_share`) and cuts it into batches of `batch_size`.
+    Lightning calls `set_epoch` before every epoch."""
+
+    def __init__(
+        self,
+        order: Callable[[int], Sequence[int] | np.ndarray],
+        size: int,
+        batch_size: int,
+        rank: int,
+        world: int,
+        *,
+        even: bool,
+    ):
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.order, self.size, self.batch_size = order, size, batch_size
+        self.rank, self.world, self.even, self.epoch = rank, world, even, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        share = rank_share([int(i) for i in self.order(self.epoch)], self.rank, self.world, even=self.even)
+        return iter([share[s : s + self.batch_size] for s in range(0, len(share), self.batch_size)])
+
+    def __len__(self) -> int:
+        share = math.ceil(self.size / self.world) if self.even else len(range(self.rank, self.size, self.world))
+        return math.ceil(share / self.batch_size)
 
 
 @dataclass(kw_only=True)

@@ -180,6 +180,15 @@ def cmd_pretrained(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    """One forecast per series of a long or wide file (or glob), written in long format."""
+    from seer.score import run
+
+    quiet()
+    _threads(args)
+    return run(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Train (or register a shipped pretrained model) → serve that very version → one forecast over HTTP."""
     from seer.demo import run_demo
@@ -229,6 +238,24 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("name", nargs="?", help="a shipped model, e.g. moirai-moe-tiny")
     pt.add_argument("--as", dest="register_as", metavar="NAME", help="register under this name (default: its own)")
     pt.set_defaults(func=cmd_pretrained)
+
+    sc = sub.add_parser(
+        "score",
+        help="forecast every series of a CSV/Parquet file or glob with a model; one forecast per series",
+        description="Forecast every series of long (unique_id, ds, y) or wide files with a forecast model: each "
+        "series' last lookback points in, the model's horizon out, written as unique_id, ds, yhat (+ quantile "
+        "columns). Series the model cannot take are skipped and listed in OUTPUT.errors.csv.",
+    )
+    sc.add_argument("model_uri", metavar="MODEL_URI", help="models:/NAME@ALIAS, NAME/VERSION, or a local model folder")
+    sc.add_argument("--input", required=True, metavar="PATH_OR_GLOB", help="a CSV/Parquet file or a quoted glob")
+    sc.add_argument("--output", required=True, metavar="PATH", help="where the forecasts go (.parquet or .csv)")
+    sc.add_argument("--format", choices=["parquet", "csv"], help="output format (default: from OUTPUT's suffix)")
+    sc.add_argument("--batch", type=int, default=256, metavar="N", help="series per forward pass (default 256)")
+    sc.add_argument(
+        "--quantiles", metavar="Q[,Q..]", help="probabilistic models: the quantile levels (default 0.1,0.5,0.9)"
+    )
+    sc.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    sc.set_defaults(func=cmd_score)
 
     d = sub.add_parser(
         "demo",

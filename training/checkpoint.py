@@ -30,6 +30,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from safetensors.torch import load_file, save_file
 
 WEIGHTS, BEST, STATE, RUN = "model.safetensors", "best.safetensors", "state.pt", "run.json"
@@ -124,7 +125,7 @@ class EpochCheckpoint(L.Callback):
         if self._resumed_rng is not None:
             torch.set_rng_state(self._resumed_rng)
             self._resumed_rng = None
-        if trainer.current_epoch > self._first_epoch:
+        if trainer.current_epoch > self._first_epoch and trainer.is_global_zero:  # one writer: every rank is alike
             save_checkpoint(self.path, {**_collect(trainer, pl_module), "torch_rng": torch.get_rng_state()})
 
 
@@ -222,7 +223,7 @@ class DurationEstimate(L.Callback):
         self.message = ""
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        if self.message:
+        if self.message or rank_zero_only.rank != 0:  # type: ignore[attr-defined]  # once: rank 0 of a data-parallel fit
             return
         self._seen += 1
         if self._seen == 1:

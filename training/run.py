@@ -14,12 +14,17 @@ With `checkpoints` (a folder; `seer train` passes one per registered name) the f
 every epoch and `resume=True` continues an interrupted run from it, in the same MLflow run
 (`training.checkpoint`); the folder is removed once the model is registered. Every fit says, after its
 first batches, how long it should take on this machine.
+With `trainer.devices` × `trainer.num_nodes` > 1 every process runs `train` (`training.distributed`): all of
+them load the data and fit together, and only global rank 0 opens the MLflow run, writes checkpoints and
+registers; every process returns rank 0's result.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -42,6 +47,7 @@ from training.checkpoint import (
     saved_epoch,
     write_run_info,
 )
+from training.distributed import launch_rank, placement, share_from_zero
 from training.recipes import FitContext, Recipe, TrainerConfig
 from training.system import KeepBestWeights, SeerSystem
 from training.tracking import PrefixedMLFlowLogger, flatten, log_and_register, run_tags, tracking_uri
@@ -64,11 +70,12 @@ def resolve(recipe: Recipe, dm: SeerDataModule) -> Recipe:
     return replace(recipe, model_config=recipe.model_config.replace(**dm.model_dims()))
 
 
-def _trainer(t: TrainerConfig, logger: Logger | bool, callbacks: list[L.Callback]) -> L.Trainer:
+def _trainer(t: TrainerConfig, logger: Logger | bool, callbacks: list[L.Callback], dm: SeerDataModule) -> L.Trainer:
     return L.Trainer(
         max_epochs=t.max_epochs,
-        accelerator=t.accelerator,
-        devices=1,
+        **placement(t),
+        # A DataModule that shards its own loaders by rank keeps them; plain loaders get Lightning's sampler.
+        use_distributed_sampler=not dm.shards_by_rank,
         precision=t.precision,  # type: ignore[arg-type]
         limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches,
@@ -106,6 +113,7 @@ def train(
     """
     uri = uri or tracking_uri()
     extra = list(callbacks or [])
+    lead = launch_rank(recipe.trainer) == 0  # the one process that tracks and registers
     L.seed_everything(recipe.trainer.seed, workers=True, verbose=False)
     dm = recipe.data.datamodule(recipe.corpus)
     dm.setup()
@@ -113,15 +121,7 @@ def train(
     spec = get_spec(recipe.model)
     model = spec.build(recipe.model_config)
     t = recipe.trainer
-    system = SeerSystem(
-        model,
-        task=spec.task,
-        lr=t.lr,
-        lr_decay=t.lr_decay,
-        lr_step=t.lr_step,
-        optimizer=t.optimizer,
-        weight_decay=t.weight_decay,
-    )
+    system = _system(model, spec.task, t)
     if t.monitor not in system.monitors:
         raise ValueError(f"trainer.monitor {t.monitor} is not logged for {recipe.model} (it logs {system.monitors})")
     if resume and checkpoints is None:
@@ -129,34 +129,79 @@ def train(
     resumed_run, resume_from = read_resumable(checkpoints, recipe.to_dict()) if resume else (None, None)  # type: ignore[arg-type]
     resumed = None if resume_from is None else saved_epoch(resume_from)
 
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(recipe.experiment)
-    with mlflow.start_run(run_id=resumed_run, run_name=f"{recipe.name}-h{recipe.data.horizon}") as run:
-        run_id = run.info.run_id
-        if resume_from is None:
+    result: TrainResult | None = None
+    with _tracked_run(recipe, uri, resumed_run, lead) as run_id:
+        if run_id is not None and resume_from is None:
             mlflow.log_params(flatten(recipe.to_dict()))
             mlflow.log_dict(recipe.to_dict(), "config.json")
-        if checkpoints is not None:
+        if run_id is not None and checkpoints is not None:
             write_run_info(checkpoints, run_id, recipe.to_dict())
-        logger = MLFlowLogger(tracking_uri=uri, run_id=run_id, experiment_name=recipe.experiment)
+        logger: Logger | bool = False
+        if run_id is not None:
+            logger = MLFlowLogger(tracking_uri=uri, run_id=run_id, experiment_name=recipe.experiment)
         reset_used_impls()  # the run's tag names the kernels this run used, nothing earlier in the process
         before = _before_fit(recipe, dm, model, uri, run_id, extra) if resume_from is None else {}
         metrics = _fit_and_test(t, system, dm, logger, extra, checkpoints, resume_from)
         metrics.update(before)
-        mlflow.log_metrics({k: v for k, v in metrics.items() if k.startswith(("test_", "best_"))})
-        device = str(next(model.parameters()).device)
-        mlflow.set_tags(run_tags(recipe.name, recipe.model, recipe.data.dataset, used_impls(), device))
-        meta = _bundle_meta(recipe, system, dm, metrics, run_id)
-        version, champion = _save_and_register(system, dm, meta, register=register, claim_champion=claim_champion)
-    if checkpoints is not None:  # registered: nothing left to resume
+        if run_id is not None:
+            version, champion, name = _record(recipe, system, dm, metrics, run_id, register, claim_champion)
+            result = TrainResult(run_id, name, version, champion, metrics, uri, used_impls(), resumed)
+    if lead and checkpoints is not None:  # registered: nothing left to resume
         shutil.rmtree(checkpoints, ignore_errors=True)
-    return TrainResult(run_id, meta["name"], version, champion, metrics, uri, used_impls(), resumed)
+    result = share_from_zero(result)
+    assert result is not None  # rank 0 always has one
+    return result
+
+
+def _system(model: nn.Module, task: str, t: TrainerConfig) -> SeerSystem:
+    return SeerSystem(
+        model,
+        task=task,
+        lr=t.lr,
+        lr_decay=t.lr_decay,
+        lr_step=t.lr_step,
+        optimizer=t.optimizer,
+        weight_decay=t.weight_decay,
+    )
+
+
+@contextmanager
+def _tracked_run(recipe: Recipe, uri: str, resumed_run: str | None, lead: bool) -> Iterator[str | None]:
+    """The MLflow run of the training (a resumed run continues its own), opened by the lead process only:
+    its id there, None in every other process of a data-parallel run."""
+    if not lead:
+        yield None
+        return
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(recipe.experiment)
+    with mlflow.start_run(run_id=resumed_run, run_name=f"{recipe.name}-h{recipe.data.horizon}") as run:
+        yield run.info.run_id
+
+
+def _record(
+    recipe: Recipe,
+    system: SeerSystem,
+    dm: SeerDataModule,
+    metrics: dict[str, float],
+    run_id: str,
+    register: bool,
+    claim_champion: bool,
+) -> tuple[str, bool, str]:
+    """Into the active run: the test and summary metrics, the tags, the bundle, the figures, the registered
+    version. Returns (version, became champion, registered name)."""
+    mlflow.log_metrics({k: v for k, v in metrics.items() if k.startswith(("test_", "best_"))})
+    device = str(next(system.model.parameters()).device)
+    mlflow.set_tags(run_tags(recipe.name, recipe.model, recipe.data.dataset, used_impls(), device))
+    meta = _bundle_meta(recipe, system, dm, metrics, run_id)
+    version, champion = _save_and_register(system, dm, meta, register=register, claim_champion=claim_champion)
+    return version, champion, meta["name"]
 
 
 def _before_fit(
-    recipe: Recipe, dm: SeerDataModule, model: nn.Module, uri: str, run_id: str, callbacks: list[L.Callback]
+    recipe: Recipe, dm: SeerDataModule, model: nn.Module, uri: str, run_id: str | None, callbacks: list[L.Callback]
 ) -> dict[str, float]:
-    """Run the recipe's `before_fit` hook inside the run; its summary metrics are logged to the run."""
+    """Run the recipe's `before_fit` hook inside the run; its summary metrics are logged to the run (`run_id`
+    None: a process other than rank 0, whose loggers write nothing)."""
     if recipe.before_fit is None:
         return {}
 
@@ -166,10 +211,10 @@ def _before_fit(
     stage = f"the {recipe.before_fit.section} stage"
 
     def make_trainer(t: TrainerConfig, logger: Logger | bool, extra: list[L.Callback]) -> L.Trainer:
-        return _trainer(t, logger, [*extra, *callbacks, DurationEstimate(stage)])
+        return _trainer(t, logger if run_id is not None else False, [*extra, *callbacks, DurationEstimate(stage)], dm)
 
     metrics = recipe.before_fit(FitContext(recipe, dm, model, make_trainer, make_logger))
-    if metrics:
+    if metrics and run_id is not None:
         mlflow.log_metrics(metrics)
     return metrics
 
@@ -178,7 +223,7 @@ def _fit_and_test(
     t: TrainerConfig,
     system: SeerSystem,
     dm: SeerDataModule,
-    logger: Logger,
+    logger: Logger | bool,
     callbacks: list[L.Callback],
     checkpoints: Path | None = None,
     resume_from: Path | None = None,
@@ -191,7 +236,7 @@ def _fit_and_test(
     extra: list[L.Callback] = [DurationEstimate("training")]
     if checkpoints is not None:
         extra.append(EpochCheckpoint(checkpoints, resume_from))
-    trainer = _trainer(t, logger, [best, stop, *callbacks, *extra])
+    trainer = _trainer(t, logger, [best, stop, *callbacks, *extra], dm)
     trainer.fit(system, datamodule=dm)
     tested = trainer.test(system, datamodule=dm, verbose=False)[0]
     metrics = {k: float(v) for k, v in tested.items()}
@@ -248,7 +293,7 @@ def evaluate(recipe: Recipe, model_uri: str, *, uri: str | None = None) -> dict[
     dm = data.datamodule(recipe.corpus)
     dm.setup()
     system = SeerSystem(model, task=meta["task"], lr=recipe.trainer.lr)
-    trainer = _trainer(recipe.trainer, logger=False, callbacks=[])
+    trainer = _trainer(recipe.trainer, logger=False, callbacks=[], dm=dm)
     with torch.no_grad():
         tested = trainer.test(system, datamodule=dm, verbose=False)[0]
     return {k: float(v) for k, v in tested.items()}

@@ -5,6 +5,10 @@ Batches are the task's typed batches (`data.schemas`); the system reads only the
 and test metrics are accumulated over every batch of the epoch (the objective decides how) and logged
 as `val_<name>` / `test_<name>` when the epoch ends; early stopping may watch any `val_<name>` the
 objective gives this model (`monitors`).
+
+In a data-parallel fit (`training.distributed`) every logged value is global: the metrics' states are
+reduced across the processes when a metric is computed (torchmetrics), and the training loss is averaged
+over every process's batches (`sync_dist`), so early stopping and the best weights decide alike everywhere.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ class SeerSystem(L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss = self.objective.loss(self.model, batch)
-        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=batch.size)
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=batch.size, sync_dist=True)
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
@@ -69,7 +73,9 @@ class SeerSystem(L.LightningModule):
 
     def _log_epoch(self, split: str, prog_bar: bool) -> None:
         for name, metric in self.split_metrics(split).items():
-            self.log(f"{split}_{name}", metric.compute(), prog_bar=prog_bar)
+            # compute() already reduced the states of every process: the values agree, and sync_dist (a mean of
+            # equal values) only says so to Lightning, which otherwise warns that an epoch value is not synced.
+            self.log(f"{split}_{name}", metric.compute(), prog_bar=prog_bar, sync_dist=True)
             metric.reset()
 
     def on_validation_epoch_end(self) -> None:

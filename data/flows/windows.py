@@ -32,7 +32,7 @@ from core.config import check_choice
 from data.flows.readers import TARGET, benign_class, with_target
 from data.flows.sources import CATALOGUE, load_flows
 from data.flows.transform import SCALINGS, FlowTransform
-from data.schemas import ClassifyBatch, ClassifyExample, SeerDataModule
+from data.schemas import ClassifyBatch, ClassifyExample, RankBatches, SeerDataModule, run_seed
 
 EXAMPLE_ROWS = 100_000  # test flows the run's figures are made from, at most
 
@@ -187,7 +187,14 @@ class ClassifyDataConfig:
 
 
 class ClassifyDataModule(SeerDataModule):
-    """Reads the flows, splits them by file/position, fits the transform on the train rows only."""
+    """Reads the flows, splits them by file/position, fits the transform on the train rows only.
+
+    Its loaders batch with their own samplers, so in a data-parallel fit they shard themselves
+    (`shards_by_rank`): each process draws the same epoch order (seeded by the run's seed and the epoch) and
+    keeps its share: training batches evenly (every process the same number of steps), val/test windows
+    each exactly once."""
+
+    shards_by_rank = True
 
     def __init__(self, config: ClassifyDataConfig):
         super().__init__()
@@ -235,6 +242,10 @@ class ClassifyDataModule(SeerDataModule):
         data = self.dataset(part)
         c = self.config
         sampler: Any
+        rank, world = self.shard()
+        if world > 1:
+            sampler = self._rank_batches(data, part, rank, world)
+            return DataLoader(data, sampler=sampler, batch_size=None, collate_fn=_as_is, num_workers=c.num_workers)
         if part != "train":
             sampler = SequentialSampler(data)  # every window, in order
         elif c.balance == "sampler":
@@ -244,6 +255,23 @@ class ClassifyDataModule(SeerDataModule):
             sampler = RandomSampler(data)
         batches = BatchSampler(sampler, batch_size=c.batch_size, drop_last=False)
         return DataLoader(data, sampler=batches, batch_size=None, collate_fn=_as_is, num_workers=c.num_workers)
+
+    def _rank_batches(self, data: FlowWindows, part: str, rank: int, world: int) -> RankBatches:
+        """This process's batches of a data-parallel fit: training windows drawn as the one-process loader
+        draws them (shuffled, or by class weight with `balance="sampler"`), from a generator every process
+        seeds alike; val/test windows in order."""
+        n, seed = len(data), run_seed()
+        p = self.class_weights[self.labels[data.start : data.end].numpy()]
+
+        def order(epoch: int) -> np.ndarray:
+            if part != "train":
+                return np.arange(n)
+            rng = np.random.default_rng([seed, epoch])
+            if self.config.balance == "sampler":
+                return rng.choice(n, size=n, replace=True, p=p / p.sum())
+            return rng.permutation(n)
+
+        return RankBatches(order, n, self.config.batch_size, rank, world, even=part == "train")
 
     def model_dims(self) -> dict[str, int]:
         self.setup()

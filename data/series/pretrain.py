@@ -41,6 +41,13 @@ units of the dataset recipes' metrics (raw units would let weather's hPa and ppm
 window's own context statistics blow up on flat contexts, e.g. days without rain). A mixture without
 real datasets (synthetic only) is validated on corpus items drawn with another seed (fresh synthetic
 series), standardised by each window's own statistics.
+
+Data-parallel fits (`training.distributed`). Every process draws the same epoch permutation and keeps its
+share of it (every `world`-th item from its rank), groups and batches only those, and takes the same number
+of batches as every other process (`n_batches` from the share's size), so no process waits on a gradient
+exchange the others never start; `batch_size` is then the batch of each process. Held-out windows are
+shared out the same way inside each group of n, every window scored by exactly one process (the metrics
+add up across processes).
 """
 
 from __future__ import annotations
@@ -59,7 +66,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from core.registry import ProbabilisticForecaster
-from data.schemas import ForecastBatch, ForecastExample, ForecastWindow, SeerDataModule
+from data.schemas import ForecastBatch, ForecastExample, ForecastWindow, SeerDataModule, rank_share
 from data.series.corpus import CorpusConfig, PretrainCorpus
 from data.series.sources import CATALOGUE, load_series, split_for
 
@@ -178,23 +185,25 @@ class CorpusWindows(Dataset):
 
 
 class EpochSampler(Sampler[int]):
-    """The order of one epoch's corpus items (a permutation seeded by (seed, epoch)).
+    """The order of one epoch's corpus items (a permutation seeded by (seed, epoch)); in a data-parallel fit,
+    process `rank`'s share of it (`rank_share`: every `world`-th item from position `rank`).
 
     Lightning calls `set_epoch` on a batch sampler's `sampler` before every epoch."""
 
-    def __init__(self, size: int, seed: int = 0, shuffle: bool = True):
+    def __init__(self, size: int, seed: int = 0, shuffle: bool = True, *, rank: int = 0, world: int = 1):
         self.size, self.seed, self.shuffle, self.epoch = size, seed, shuffle, 0
+        self.rank, self.world = rank, world
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[int]:
-        if not self.shuffle:
-            return iter(range(self.size))
-        return iter(int(i) for i in np.random.default_rng([self.seed, self.epoch]).permutation(self.size))
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size) if self.shuffle else None
+        items = range(self.size) if order is None else [int(i) for i in order]
+        return iter(rank_share(items, self.rank, self.world, even=False))
 
     def __len__(self) -> int:
-        return self.size
+        return len(range(self.rank, self.size, self.world))
 
 
 class VariateBatchSampler(Sampler[list[tuple[int, int]]]):
@@ -279,12 +288,14 @@ class HeldoutWindows(Dataset):
     def __getitem__(self, j: int) -> ForecastWindow:
         return self.windows[j]
 
-    def batches(self, batch_size: int) -> list[list[int]]:
-        """Every window, batched by n in a fixed order (first appearance of each n)."""
+    def batches(self, batch_size: int, rank: int = 0, world: int = 1) -> list[list[int]]:
+        """Every window, batched by n in a fixed order (first appearance of each n); in a data-parallel fit
+        process `rank`'s share of each group (`rank_share`), so each window is scored by one process only."""
         groups: dict[int, list[int]] = {}
         for j, window in enumerate(self.windows):
             groups.setdefault(int(window.x.shape[1]), []).append(j)
-        return [idx[s : s + batch_size] for idx in groups.values() for s in range(0, len(idx), batch_size)]
+        shares = [rank_share(idx, rank, world, even=False) for idx in groups.values()]
+        return [idx[s : s + batch_size] for idx in shares for s in range(0, len(idx), batch_size)]
 
 
 @cache
@@ -328,7 +339,10 @@ def heldout_windows(
 
 
 class PretrainDataModule(SeerDataModule):
-    """Training batches from the corpus mixture, validation/test windows from the held-out splits."""
+    """Training batches from the corpus mixture, validation/test windows from the held-out splits; its batch
+    samplers shard by rank themselves in a data-parallel fit (`shards_by_rank`)."""
+
+    shards_by_rank = True
 
     def __init__(self, config: PretrainDataConfig, corpus: CorpusConfig):
         super().__init__()
@@ -342,21 +356,23 @@ class PretrainDataModule(SeerDataModule):
         c, cc = self.config, self.corpus_config
         self.corpus = PretrainCorpus(cc)
         self.windows = CorpusWindows(self.corpus, c.lookback, c.horizon)
-        self.sampler = EpochSampler(len(self.corpus), seed=cc.seed)
-        self.batch_sampler = VariateBatchSampler(
-            self.sampler,
-            self.windows.n_variates,
-            c.batch_size,
-            drop_last=False,
-            seed=cc.seed,
-            n_batches=math.ceil(len(self.sampler) / c.batch_size),
-        )
+        self.sampler, self.batch_sampler = self._train_batches(rank=0, world=1)
         self.heldout_datasets = tuple(
             m for source in cc.mixture() for m in cc.members(source) if m in CATALOGUE
         )  # the real datasets taking part; the zero-shot ones are excluded by `exclude`
         self.val_set = self._heldout("val", seed_offset=1)
         self.test_set = self._heldout("test", seed_offset=2)
         self._ready = True
+
+    def _train_batches(self, rank: int, world: int) -> tuple[EpochSampler, VariateBatchSampler]:
+        """Process `rank`'s epoch order and its batches; every process takes ⌈⌈size / world⌉ / B⌉ batches."""
+        c, cc = self.config, self.corpus_config
+        sampler = EpochSampler(len(self.corpus), seed=cc.seed, rank=rank, world=world)
+        n_batches = math.ceil(math.ceil(len(self.corpus) / world) / c.batch_size)
+        batches = VariateBatchSampler(
+            sampler, self.windows.n_variates, c.batch_size, drop_last=False, seed=cc.seed, n_batches=n_batches
+        )
+        return sampler, batches
 
     def _heldout(self, part: str, seed_offset: int) -> HeldoutWindows:
         c, cc = self.config, self.corpus_config
@@ -391,9 +407,10 @@ class PretrainDataModule(SeerDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
+        rank, world = self.shard()
         return DataLoader(
             self.windows,
-            batch_sampler=self.batch_sampler,
+            batch_sampler=self.batch_sampler if world == 1 else self._train_batches(rank, world)[1],
             collate_fn=ForecastBatch.collate,
             num_workers=self.config.num_workers,
         )
@@ -401,7 +418,7 @@ class PretrainDataModule(SeerDataModule):
     def _heldout_loader(self, windows: HeldoutWindows) -> DataLoader:
         return DataLoader(
             windows,
-            batch_sampler=windows.batches(self.config.batch_size),
+            batch_sampler=windows.batches(self.config.batch_size, *self.shard()),
             collate_fn=ForecastBatch.collate,
             num_workers=self.config.num_workers,
         )

@@ -24,6 +24,7 @@ from .commands import BAD_FIRST_TRAIN_ARGS, mlflow_server, seer_retrain, seer_se
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
+NGINX = ROOT / "deploy" / "nginx.conf"
 SCHEMA = Path(__file__).with_name("compose-spec.json")
 
 # What the native tests run, through the same builders (values are placeholders; only the program,
@@ -102,6 +103,7 @@ def test_docker_compose_config_accepts_the_file_and_agrees_on_commands(tmp_path)
     out = subprocess.run([*base, "config", "--format", "json"], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     services = json.loads(out.stdout)["services"]
+    assert services["forecast"]["deploy"]["replicas"] == 2 and "ports" not in services["forecast"]
     ours = resolved(ENV)["services"]
     for name, svc in ours.items():
         if "command" in svc:  # Compose's own interpolation and ours split every command the same way
@@ -160,3 +162,53 @@ def test_the_deployed_jobs_file_is_valid_and_reads_the_mounted_data():
     for job in jobs.jobs:
         assert job.data.startswith("/data/"), job.name
     assert any(j.registered_name == "itransformer-etth1" for j in jobs.jobs)
+
+
+def nginx_directives(text: str) -> list[tuple[str, list[str]]]:
+    """(name, arguments) of every directive of an nginx config, comments dropped, quotes kept as tokens."""
+    text = re.sub(r"'[^']*'", "'...'", re.sub(r"#[^\n]*", "", text))  # no `#` inside this file's strings
+    return [(m.group(1), m.group(2).split()) for m in re.finditer(r"([a-z_]+)\s+([^;{}]*)[;{]", text)]
+
+
+def test_the_forecast_service_scales_out_behind_the_proxy():
+    from service.settings import Settings
+
+    services = resolved({})["services"]
+    forecast, proxy = services["forecast"], services["proxy"]
+    # Replicas: a fixed host port or container name would stop the second one from starting.
+    assert forecast["deploy"]["replicas"] == 2
+    assert "ports" not in forecast and "container_name" not in forecast
+    port = shape(command_argv(forecast)).value("--port")
+    assert forecast["expose"] == [port]
+
+    image, _, tag = proxy["image"].partition(":")
+    assert image == "nginx" and tuple(map(int, tag.split("-")[0].split("."))) >= (1, 27, 3), "`resolve` needs it"
+    binds = {v.split(":")[1]: v.split(":")[0] for v in proxy["volumes"]}
+    assert binds["/etc/nginx/conf.d/default.conf"] == "./deploy/nginx.conf" and NGINX.is_file()
+    assert proxy["depends_on"]["forecast"]["condition"] == "service_healthy"
+
+    directives = nginx_directives(NGINX.read_text())
+    first = {name: args for name, args in reversed(directives) if args}  # first occurrence (not `server {`)
+    listen = first["listen"][0]
+    assert proxy["ports"] == [f"8000:{listen}"], "the host port the README names is the proxy's"
+    assert f"http://127.0.0.1:{listen}/readyz" in proxy["healthcheck"]["test"]
+    # The upstream is the service name on the port `seer serve` listens on, re-resolved through Docker's
+    # DNS (one address per replica), with a passive health check.
+    upstream = first["upstream"][0]
+    server = first["server"]
+    assert server[0] == f"forecast:{port}" and "resolve" in server, server
+    assert any(a.startswith("max_fails=") for a in server) and any(a.startswith("fail_timeout=") for a in server)
+    assert first["resolver"][0] == "127.0.0.11" and "zone" in first
+    assert ["http://" + upstream] in [args for name, args in directives if name == "proxy_pass"]
+    assert {"error", "timeout"} <= set(first["proxy_next_upstream"])
+
+    def seconds(value: str) -> float:
+        return float(value.removesuffix("s"))
+
+    def size(value: str) -> int:
+        return int(value[:-1]) * {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[value[-1]]
+
+    default = {name: field.default for name, field in Settings.model_fields.items()}  # not this shell's SEER_*
+    # The service, not the proxy, answers a slow request (a 504 that stops its work) or an oversized one.
+    assert seconds(first["proxy_read_timeout"][0]) > default["request_timeout_s"]
+    assert size(first["client_max_body_size"][0]) > default["max_body_bytes"]

@@ -21,13 +21,14 @@ TRAINING = {"--set", "--smoke", "--data", "--horizon", "--name", "--targets", "-
 
 def test_frozen_commands_and_flags():
     action = next(a for a in build_parser()._actions if a.dest == "command")
-    assert set(action.choices) == {"train", "evaluate", "serve", "retrain", "recipes", "demo", "pretrained"}
+    assert set(action.choices) == {"train", "evaluate", "serve", "retrain", "recipes", "demo", "pretrained", "score"}
     assert flags("train") == TRAINING | {"--resume"}
     assert flags("demo") == TRAINING | {"--port"}
     assert flags("evaluate") == {"--set", "--model"}
     assert flags("serve") >= {"--models", "--host", "--port"}
     assert flags("retrain") == {"--jobs", "--once"}
     assert flags("pretrained") == {"--as"}
+    assert flags("score") == {"--input", "--output", "--format", "--batch", "--quantiles", "--threads"}
 
 
 def parsed(*argv: str):

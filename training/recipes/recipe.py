@@ -94,6 +94,12 @@ class FitHook(Protocol):
         ...
 
 
+# Lightning strategies `training.run` supports: one process, or data-parallel processes (DDP; checked with 2 CPU
+# processes in tests/training/test_distributed.py); the last is DDP for models whose steps leave some parameters
+# without a gradient (the experts a mixture of experts routed nothing to), at the cost of a search every step.
+STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainerConfig:
     max_epochs: int = 10
@@ -105,6 +111,11 @@ class TrainerConfig:
     weight_decay: float = 0.0
     seed: int = 2021
     accelerator: str = "auto"
+    # Processes per node and nodes (`training.distributed`): devices × num_nodes > 1 trains data-parallel,
+    # every process on its own shard, `data.batch_size` windows per process per step.
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto (ddp when devices × num_nodes > 1) | ddp | ddp_find_unused_parameters_true
     precision: str = "32-true"
     limit_train_batches: int | float = 1.0
     limit_val_batches: int | float = 1.0
@@ -124,6 +135,12 @@ class TrainerConfig:
             raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
         if self.gradient_clip_val is not None and self.gradient_clip_val <= 0:
             raise ValueError("gradient_clip_val must be > 0 or None")
+        if type(self.devices) is not int or type(self.num_nodes) is not int or min(self.devices, self.num_nodes) < 1:
+            raise ValueError(
+                f"devices and num_nodes must be integers >= 1, got {self.devices!r} and {self.num_nodes!r}"
+            )
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
 
 
 def tiny_model(recipe: Recipe) -> Recipe:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 DETECTION = 0.95  # the detection rate `fpr_at_95` holds fixed
 
@@ -102,8 +103,9 @@ class FprAtDetection(Metric):
         self.attack.append(target != 0)
 
     def compute(self) -> torch.Tensor:
-        if not self.scores:
+        # The batches' tensors, or one tensor once a data-parallel run gathered every process's states.
+        if isinstance(self.scores, list) and not self.scores:
             return torch.tensor(0.0)
-        score = torch.cat(self.scores).cpu().numpy()
-        attack = torch.cat(self.attack).cpu().numpy()
+        score = dim_zero_cat(self.scores).cpu().numpy()
+        attack = dim_zero_cat(self.attack).cpu().numpy()
         return torch.tensor(fpr_at_detection(score, attack, self.detection), dtype=torch.float32)
