@@ -4,12 +4,18 @@ a local Spark (`local[2]`, Java from the distribution's packages: `.ci/run` inst
 Moirai-MoE (any-variate, probabilistic) logged and registered in a fresh MLflow store as training does
 (`training.tracking.log_and_register`). Tolerance: 1e-5 relative (the same float32 model on the same
 window, one series per pass, seeded; Spark's Python workers run torch with other thread counts, so
-reductions may round differently: 1e-7 seen)."""
+reductions may round differently: 1e-7 seen).
+
+The Spark test runs in a pytest process of its own (`test_spark_runs_in_its_own_process`): a Spark session
+left behind in the suite's process (its JVM, PySpark's process state) broke later tests that start and
+stop servers (tests/integration/test_stack.py) and register models."""
 
 import os
 import shutil
+import subprocess
 import sys
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -21,6 +27,24 @@ from tests.inference.forecast_bundles import P_H, P_L, make_moirai_bundle
 pyspark = pytest.importorskip("pyspark", reason="pyspark is in the dev extra: pip install -e '.[dev]'")
 if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
     pytest.skip("Spark needs Java: apt-get install default-jre-headless (.ci/run does)", allow_module_level=True)
+
+
+CHILD = os.environ.get("SEER_SPARK_CHILD") == "1"
+
+
+def test_spark_runs_in_its_own_process():
+    if CHILD:
+        pytest.skip("this process is the child")
+    test = f"{Path(__file__).resolve()}::test_spark_gives_the_numbers_of_seer_score"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        env={**os.environ, "SEER_SPARK_CHILD": "1"},
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout[-5000:] + result.stderr[-3000:]
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +81,7 @@ def series_file(path):
     return frame
 
 
+@pytest.mark.skipif(not CHILD, reason="run by test_spark_runs_in_its_own_process, in a process of its own")
 def test_spark_gives_the_numbers_of_seer_score(spark, tmp_path, monkeypatch, capsys):
     from seer.score import score_spark
 
@@ -67,10 +92,11 @@ def test_spark_gives_the_numbers_of_seer_score(spark, tmp_path, monkeypatch, cap
 
     from training.tracking import log_and_register
 
-    # An earlier test in the process may have set mlflow's tracking URI and active experiment (process
-    # globals that win over the env): this test's store and experiment, explicitly.
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("seer-score-test")
+    # mlflow's tracking URI and active experiment are process globals that win over the env, and an earlier
+    # test may have set them: this test's store and the default experiment, restored after the test so
+    # that later tests' runs never land in this store.
+    monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", uri)
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
     with mlflow.start_run():
         log_and_register(make_moirai_bundle(tmp_path / "bundle"), "nightly", np.zeros((P_L, 1)))
     frame = series_file(tmp_path / "series.parquet")
