@@ -38,7 +38,9 @@ def test_spark_runs_in_its_own_process():
     test = f"{Path(__file__).resolve()}::test_spark_gives_the_numbers_of_seer_score"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
-        env={**os.environ, "SEER_SPARK_CHILD": "1"},
+        # No MLFLOW_* from the suite's process (an earlier test can leave e.g. MLFLOW_EXPERIMENT_ID set):
+        # the child sets its own store.
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}, "SEER_SPARK_CHILD": "1"},
         cwd=Path(__file__).resolve().parents[2],
         capture_output=True,
         text=True,
